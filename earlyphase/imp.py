@@ -1,0 +1,166 @@
+"""Iterative magnitude pruning with rewinding (Frankle et al. 2020, EXPERIMENTS.md A1).
+
+Level 0 is the dense run, which keeps the full state at every rewind iteration k. Level L
+prunes ``fraction`` of the surviving weights by their magnitude at the end of level L-1,
+rewinds every survivor (and BN parameters, running statistics, counters) to iteration k and
+trains from k to the end with the schedule positioned at k and a fresh optimiser. Branches
+apply an intervention to a level's subnetwork at k and train it the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from earlyphase.data import TrainData
+from earlyphase.models import build_model
+
+from earlyphase.interventions import BranchStart, get_intervention
+from earlyphase.masks import Mask, magnitude_prune
+from earlyphase.specs import RunSpec
+from earlyphase.training import State, TrainResult, capture_state, train, training_device
+
+REINIT_SEED_OFFSET = 1_000_000  # fresh initialisations for branches draw from seed + this
+
+
+@dataclass
+class LevelRun:
+    """One trained (sub)network: its mask, final state, logged curve and summary metrics."""
+
+    level: int
+    mask: Mask
+    state: State
+    curve: list[dict[str, float]]
+    metrics: dict[str, float]
+    captured: dict[int, State] = field(default_factory=dict)
+
+
+@dataclass
+class DenseRun(LevelRun):
+    """Level 0; ``captured`` holds the full state at each rewind iteration (0 always included)."""
+
+    @property
+    def rewind_states(self) -> dict[int, State]:
+        return self.captured
+
+
+class IMP:
+    """IMP with rewinding for one (spec, seed); call :meth:`dense`, then :meth:`level` per level."""
+
+    def __init__(
+        self, spec: RunSpec, seed: int, device: torch.device | str | None = None, data_dir: str | None = None
+    ):
+        self.spec = spec
+        self.seed = seed
+        self.device = training_device(str(device) if device else None)
+        self.data = TrainData(spec.data, seed, self.device, data_dir)
+        self.total_iterations = spec.total_iterations
+
+    def new_model(self, seed: int | None = None) -> torch.nn.Module:
+        info = self.data.info
+        model = build_model(
+            self.spec.model, info.num_classes, info.shape, self.seed if seed is None else seed
+        )
+        return model.to(self.device)
+
+    def dense_mask(self, model: torch.nn.Module) -> Mask:
+        return Mask.dense(model, self.spec.pruning.layers_to_ignore).to(self.device)
+
+    def dense(self, rewind_iterations: Iterable[int], **train_options) -> DenseRun:
+        """Train the dense network from its seeded initialisation, keeping the full state at each k."""
+        rewind_iterations = sorted({0, *rewind_iterations})
+        for k in rewind_iterations:
+            self.spec.check_rewind(k)
+        model = self.new_model()
+        mask = self.dense_mask(model)
+        result = train(model, self.data, self.spec.training, capture=rewind_iterations, **train_options)
+        return DenseRun(**vars(self._level_run(0, mask, result, start=0)))
+
+    def prune(self, state: State, mask: Mask) -> Mask:
+        """The next level's mask: global magnitude pruning of ``state``'s surviving weights."""
+        return magnitude_prune(state, mask, self.spec.pruning.fraction)
+
+    def level(
+        self,
+        level: int,
+        rewind_iteration: int,
+        rewind_state: State,
+        previous: LevelRun,
+        **train_options,
+    ) -> LevelRun:
+        """Prune ``previous`` by final magnitude, rewind to ``rewind_state`` (iteration k), train k → end."""
+        mask = self.prune(previous.state, previous.mask)
+        return self.train_subnetwork(level, rewind_iteration, rewind_state, mask, **train_options)
+
+    def branch(
+        self,
+        intervention: str,
+        level: int,
+        rewind_iteration: int,
+        rewind_states: dict[int, State],
+        mask: Mask,
+        **train_options,
+    ) -> LevelRun:
+        """Apply ``intervention`` to the level's subnetwork at k, then train it from k like IMP.
+
+        ``rewind_states`` holds the dense run's full states at k and at 0."""
+        seed = self.seed + REINIT_SEED_OFFSET
+        start = BranchStart(
+            state_k=rewind_states[rewind_iteration],
+            state_0=rewind_states[0],
+            mask=mask,
+            fresh_state=lambda: capture_state(self.new_model(seed)),
+            seed=seed,
+        )
+        state, branch_mask = get_intervention(intervention)(start)
+        return self.train_subnetwork(level, rewind_iteration, state, branch_mask, **train_options)
+
+    def train_subnetwork(
+        self,
+        level: int,
+        start_iteration: int,
+        start_state: State,
+        mask: Mask,
+        **train_options,
+    ) -> LevelRun:
+        """Load ``start_state``, zero the pruned weights, train from ``start_iteration`` to the end.
+
+        ``train_options`` go to :func:`earlyphase.training.train` (``capture``, ``log_every``, ``on_log``).
+        """
+        self.spec.check_rewind(start_iteration)
+        model = self.new_model()
+        model.load_state_dict(start_state)
+        mask = mask.to(self.device)
+        result = train(
+            model,
+            self.data,
+            self.spec.training,
+            start=start_iteration,
+            mask=mask,
+            **train_options,
+        )
+        return self._level_run(level, mask, result, start=start_iteration)
+
+    def run(self, rewind_iteration: int, levels: int) -> Iterator[LevelRun]:
+        """The whole chain without Ray: the dense run, then levels 1..``levels``."""
+        dense = self.dense([rewind_iteration])
+        yield dense
+        previous: LevelRun = dense
+        for level in range(1, levels + 1):
+            previous = self.level(level, rewind_iteration, dense.rewind_states[rewind_iteration], previous)
+            yield previous
+
+    def _level_run(self, level: int, mask: Mask, result: TrainResult, start: int) -> LevelRun:
+        final = result.final
+        metrics = {
+            "level": level,
+            "density": mask.density,
+            "sparsity": mask.sparsity,
+            "test_accuracy": final["test_accuracy"],
+            "test_loss": final["test_loss"],
+            "train_loss": final.get("train_loss", float("nan")),
+            "iterations": self.total_iterations - start,
+            "wall_time_s": result.wall_time_s,
+        }
+        return LevelRun(level, mask, result.state, result.curve, metrics, result.captured)

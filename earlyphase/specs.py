@@ -1,0 +1,216 @@
+"""Frozen dataclass specs: what a run is, as canonical JSON with a content hash as its key.
+
+Steps are written like OpenLTH: ``"160ep"``, ``"500it"``, ``"2ep100it"``; they resolve to
+iterations once the dataset's iterations per epoch are known (:func:`parse_step`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from earlyphase.errors import SpecError
+
+_STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
+
+
+def parse_step(step: str | int, iterations_per_epoch: int) -> int:
+    """``"2ep100it"`` → 2 * iterations_per_epoch + 100; an int is taken as iterations."""
+    if isinstance(step, int):
+        if step < 0:
+            raise SpecError(f"step {step} is negative")
+        return step
+    match = _STEP_RE.match(str(step))
+    if not match or (match.group(1) is None and match.group(2) is None):
+        raise SpecError(f"bad step {step!r}: write it like '160ep', '500it' or '2ep100it'")
+    epochs, iterations = (int(g) if g else 0 for g in match.groups())
+    return epochs * iterations_per_epoch + iterations
+
+
+class Spec:
+    """Mixin: canonical JSON, content hash, validation hook."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`SpecError` for values no run could use."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    def key(self) -> str:
+        """Content hash of the canonical JSON: the artifact key of what this spec produces."""
+        return content_key(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(names)
+        if unknown:
+            raise SpecError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for name, value in values.items():
+            nested = hints[name]
+            if isinstance(value, dict) and isinstance(nested, type) and issubclass(nested, Spec):
+                value = nested.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def content_key(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "mnist": 60_000, "synthetic": 4096}
+DATASETS = tuple(TRAIN_SIZES)
+
+
+@dataclass(frozen=True)
+class DataSpec(Spec):
+    """Which dataset, how it is batched and augmented. Where it lives is not part of the key."""
+
+    dataset: str
+    batch_size: int = 128
+    augment: bool | None = None  # None: the dataset's default (flip + pad-crop for CIFAR-10)
+
+    def validate(self) -> None:
+        if self.dataset not in DATASETS:
+            raise SpecError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.batch_size < 1:
+            raise SpecError(f"batch_size must be positive, got {self.batch_size}")
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return -(-TRAIN_SIZES[self.dataset] // self.batch_size)
+
+
+@dataclass(frozen=True)
+class ModelSpec(Spec):
+    """A named architecture (``resnet20``, ``vgg16``, ``lenet_300_100``...) and its width."""
+
+    name: str
+    width: int = 1  # ResNet: filters 16W/32W/64W; VGG, MLP: a multiplier on every layer
+
+    def validate(self) -> None:
+        from earlyphase.models import check_model_name
+
+        check_model_name(self.name)
+        if self.width < 1:
+            raise SpecError(f"model width must be >= 1, got {self.width}")
+
+
+@dataclass(frozen=True)
+class TrainingSpec(Spec):
+    """SGD with momentum, weight decay, linear warmup and step milestones."""
+
+    steps: str = "160ep"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    milestones: tuple[str, ...] = ("80ep", "120ep")
+    gamma: float = 0.1
+    warmup: str = "0it"
+    eval_every: str = "1ep"
+
+    def validate(self) -> None:
+        for step in (self.steps, self.warmup, self.eval_every, *self.milestones):
+            parse_step(step, 1)
+        if parse_step(self.steps, 1) == 0:
+            raise SpecError("training must run for at least one iteration")
+        if self.lr <= 0:
+            raise SpecError(f"learning rate must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise SpecError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise SpecError(f"weight decay must be >= 0, got {self.weight_decay}")
+
+    def total_iterations(self, iterations_per_epoch: int) -> int:
+        return parse_step(self.steps, iterations_per_epoch)
+
+    def lr_at(self, iteration: int, iterations_per_epoch: int) -> float:
+        """The learning rate used by the step that starts at ``iteration``."""
+        warmup = parse_step(self.warmup, iterations_per_epoch)
+        lr = self.lr * min(1.0, (iteration + 1) / warmup) if warmup else self.lr
+        passed = sum(iteration >= parse_step(m, iterations_per_epoch) for m in self.milestones)
+        return lr * self.gamma**passed
+
+
+@dataclass(frozen=True)
+class PruningSpec(Spec):
+    """Global unstructured magnitude pruning of conv/linear weights, ``fraction`` per level."""
+
+    fraction: float = 0.2
+    layers_to_ignore: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if not 0 < self.fraction < 1:
+            raise SpecError(f"pruning fraction must lie in (0, 1), got {self.fraction}")
+
+
+PRETRAINING_MODES = ("none",)
+
+
+@dataclass(frozen=True)
+class PretrainingSpec(Spec):
+    """What replaces the first phase of training (``none``: ordinary dense training)."""
+
+    mode: str = "none"
+
+    def validate(self) -> None:
+        if self.mode not in PRETRAINING_MODES:
+            raise SpecError(f"unknown pretraining mode {self.mode!r}; choose one of {PRETRAINING_MODES}")
+
+
+@dataclass(frozen=True)
+class RunSpec(Spec):
+    """Everything that determines a dense run and the IMP levels built on it (not the seed)."""
+
+    data: DataSpec
+    model: ModelSpec
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    pretraining: PretrainingSpec = field(default_factory=PretrainingSpec)
+
+    @property
+    def total_iterations(self) -> int:
+        return self.training.total_iterations(self.data.iterations_per_epoch)
+
+    def iterations(self, step: str | int) -> int:
+        """A step string resolved against this run's dataset and batch size."""
+        return parse_step(step, self.data.iterations_per_epoch)
+
+    def check_rewind(self, rewind_iteration: int) -> None:
+        if not 0 <= rewind_iteration < self.total_iterations:
+            raise SpecError(
+                f"rewind iteration {rewind_iteration} is outside training "
+                f"(0..{self.total_iterations - 1} for {self.training.steps})"
+            )

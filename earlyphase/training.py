@@ -1,0 +1,179 @@
+"""The training loop: SGD from iteration ``start`` to ``end`` with the schedule positioned at ``start``.
+
+Data are device-resident (:class:`earlyphase.data.TrainData`), masks are enforced by zeroing
+the pruned weights' gradients in one fused op (so neither the weights nor their momentum ever
+move), metrics are accumulated on the device and synchronised only when logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from earlyphase.data import TrainData
+from torch import nn
+
+from earlyphase.masks import Mask
+from earlyphase.specs import TrainingSpec, parse_step
+
+State = dict[str, torch.Tensor]
+
+
+def training_device(preferred: str | None = None) -> torch.device:
+    """CUDA when a device really exists (Ray sets CUDA_VISIBLE_DEVICES), else the CPU."""
+    if preferred:
+        return torch.device(preferred)
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return torch.device("cpu")
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def capture_state(model: nn.Module) -> State:
+    """The full state: weights, BN parameters, running statistics and counters (cloned)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TrainData, split: str = "test") -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over a whole split, un-augmented, in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=data.device)
+    correct = torch.zeros((), device=data.device, dtype=torch.long)
+    count = 0
+    with _autocast(data.device):
+        for x, y in data.eval_batches(split):
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            count += y.numel()
+    model.train(was_training)
+    return loss_sum.item() / count, correct.item() / count
+
+
+@dataclass
+class TrainResult:
+    """The final state, the states captured on the way, and the logged curve (one dict per row)."""
+
+    state: State
+    captured: dict[int, State] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last row that has test metrics."""
+        return next(row for row in reversed(self.curve) if "test_accuracy" in row)
+
+
+def train(
+    model: nn.Module,
+    data: TrainData,
+    spec: TrainingSpec,
+    *,
+    start: int = 0,
+    end: int | None = None,
+    mask: Mask | None = None,
+    capture: Iterable[int] = (),
+    log_every: int = 0,
+    on_log: Callable[[dict[str, float]], None] | None = None,
+    step_hook: Callable[[int, nn.Module], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place from iteration ``start`` to ``end`` (default: the spec's length).
+
+    A fresh SGD optimiser is used; the step at iteration t uses ``spec.lr_at(t)``. The state
+    *after* t steps is captured for every t in ``capture`` (``start`` included if asked). Test
+    metrics are logged every ``spec.eval_every`` iterations and at ``end``; running train
+    loss/accuracy and the lr every ``log_every`` iterations as well (0: only with evals).
+    ``step_hook(t, model)`` runs at every step after the backward pass, before the update: the
+    weights are w_t and the gradients those of batch t (masked).
+    """
+    ipe = data.iterations_per_epoch
+    end = spec.total_iterations(ipe) if end is None else end
+    if not 0 <= start <= end:
+        raise ValueError(f"cannot train from iteration {start} to {end}")
+    device = data.device
+    eval_every = parse_step(spec.eval_every, ipe)
+    capture = set(capture)
+
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, foreach=True
+    )
+    masked_params, mask_values = [], []
+    if mask is not None:
+        named = dict(model.named_parameters())
+        mask.apply_(model)
+        for name, keep in mask.items():
+            masked_params.append(named[name])
+            mask_values.append(keep.to(device=device, dtype=named[name].dtype))
+
+    result = TrainResult(state={})
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    began = time.perf_counter()
+
+    def log(iteration: int, with_eval: bool) -> None:
+        nonlocal seen
+        row: dict[str, float] = {"iteration": iteration, "lr": spec.lr_at(max(iteration - 1, 0), ipe)}
+        if seen:
+            row["train_loss"] = loss_sum.item() / seen
+            row["train_accuracy"] = correct.item() / seen
+            loss_sum.zero_()
+            correct.zero_()
+            seen = 0
+        if with_eval:
+            row["test_loss"], row["test_accuracy"] = evaluate(model, data)
+        row["wall_time_s"] = time.perf_counter() - began
+        result.curve.append(row)
+        if on_log is not None:
+            on_log(row)
+
+    if start in capture:
+        result.captured[start] = capture_state(model)
+    for iteration in range(start, end):
+        lr = spec.lr_at(iteration, ipe)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        x, y = data.batch(iteration)
+        with _autocast(device):
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if masked_params:
+            torch._foreach_mul_([p.grad for p in masked_params], mask_values)
+        if step_hook is not None:
+            step_hook(iteration, model)
+        optimizer.step()
+        loss_sum += loss.detach() * y.numel()
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += y.numel()
+
+        done = iteration + 1
+        if done in capture:
+            result.captured[done] = capture_state(model)
+        is_eval = done % eval_every == 0 or done == end
+        if is_eval or (log_every and done % log_every == 0):
+            log(done, is_eval)
+    if start == end:
+        log(end, True)
+    result.state = capture_state(model)
+    result.wall_time_s = time.perf_counter() - began
+    return result

@@ -1,0 +1,187 @@
+"""Runs a :class:`~earlyphase.sweep.SweepSpec` on Ray Tune, stage by stage.
+
+    dense  (one trial per seed)            → rewind states and final weights, ray.put once
+    imp    (one chain per seed × k)        → a report and checkpoint per level; masks, ray.put
+    branch (one per seed × k × level × b)  → an intervention on that level's mask
+
+Each stage is a Tune experiment under ``<storage>/<name>/<stage>``; an interrupted stage is
+restored (finished trials are kept, unfinished ones resume from their last checkpoint), so
+nothing finished is trained twice. The tidy table is written to ``<storage>/<name>/results.csv``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import ray
+from ray import tune
+
+from earlyphase.errors import SpecError
+from earlyphase.store import load_tensors
+from earlyphase.sweep import SweepSpec
+from earlyphase.tune import storage
+from earlyphase.tune.trainables import CHECKPOINT_FILE, branch_trial, dense_trial, imp_chain_trial
+
+STAGES = ("dense", "imp", "branch")
+SWEEP_FILE = "sweep.json"
+RESULT_COLUMNS = [
+    "experiment", "trial_id", "stage", "seed", "model", "dataset", "rewind_iteration", "pretraining",
+    "intervention", "level", "density", "sparsity", "test_accuracy", "test_loss", "train_loss",
+    "iterations", "wall_time_s", "spec_key", "node_id", "attempt_start_level",
+]  # fmt: skip
+
+
+class SweepFailed(RuntimeError):
+    """Some trials failed even after their retries, or the run was interrupted."""
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How (not what) to run: where results go and what each trial gets."""
+
+    storage_path: str
+    name: str
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 3
+    log_every: int = 100
+    data_dir: str | None = None
+    verbose: int = 1
+
+    @property
+    def experiment_dir(self) -> str:
+        return storage.join(self.storage_path, self.name)
+
+
+def prepare_experiment(sweep: SweepSpec, execution: Execution, resume: bool) -> None:
+    """Refuse to clobber another experiment; record the sweep so a resume runs the same one."""
+    path = storage.join(execution.experiment_dir, SWEEP_FILE)
+    if storage.exists(path):
+        if not resume:
+            raise SpecError(
+                f"experiment {execution.experiment_dir} exists: pass --resume to continue it "
+                "or choose another --name"
+            )
+        if storage.read_text(path) != sweep.to_json():
+            raise SpecError(f"experiment {execution.experiment_dir} was started with a different sweep")
+    elif resume:
+        raise SpecError(f"nothing to resume: no experiment at {execution.experiment_dir}")
+    else:
+        storage.write_text(path, sweep.to_json())
+
+
+def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
+    """Run (or finish) every stage; write and return the results table."""
+    base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
+    grids = {"dense": _run_stage("dense", dense_trial, sweep.dense_trials(), base, execution)}
+    dense_refs = _share_dense(grids["dense"])
+    if sweep.levels:
+        imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
+        grids["imp"] = _run_stage("imp", imp, sweep.imp_trials(), {**base, "levels": sweep.levels}, execution)
+        if sweep.branches:
+            mask_refs = _share_masks(grids["imp"])
+            branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
+            grids["branch"] = _run_stage("branch", branch, sweep.branch_trials(), base, execution)
+    table = results_table(grids, sweep, execution.name)
+    storage.write_text(storage.join(execution.experiment_dir, "results.csv"), table.to_csv(index=False))
+    return table
+
+
+def _run_stage(stage: str, trainable, trials: list[dict], base: dict, execution: Execution):
+    resources = {"cpu": execution.cpus_per_trial, "gpu": execution.gpus_per_trial}
+    trainable = tune.with_resources(trainable, resources)
+    path = storage.join(execution.experiment_dir, stage)
+    if tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space={**base, "trial": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname),
+            run_config=tune.RunConfig(
+                name=stage,
+                storage_path=execution.experiment_dir,
+                failure_config=tune.FailureConfig(max_failures=execution.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                sync_config=tune.SyncConfig(sync_artifacts=True),
+                verbose=execution.verbose,
+            ),
+        )
+    print(f"[earlyphase] stage {stage}: {len(trials)} trial(s)", flush=True)
+    grid = tuner.fit()
+    if grid.errors:
+        raise SweepFailed(f"stage {stage}: {len(grid.errors)} trial(s) failed, first: {grid.errors[0]}")
+    unfinished = [r for r in grid if r.metrics.get("level") != r.config["trial"]["last_level"]]
+    if unfinished:
+        raise SweepFailed(
+            f"stage {stage} was interrupted with {len(unfinished)} unfinished trial(s); "
+            f"continue with --resume --name {execution.name}"
+        )
+    return grid
+
+
+def _trial_dirname(trial) -> str:
+    return f"{trial.config['trial']['label']}_{trial.trial_id}"
+
+
+def _load_checkpoint(result) -> dict:
+    with result.checkpoint.as_directory() as directory:
+        return load_tensors(Path(directory) / CHECKPOINT_FILE)
+
+
+def _share_dense(grid) -> dict:
+    """Each seed's rewind states and final weights in the object store, one ref per state."""
+    refs = {}
+    for result in grid:
+        saved = _load_checkpoint(result)
+        refs[result.config["trial"]["seed"]] = {
+            "rewind_states": {k: ray.put(s) for k, s in saved["rewind_states"].items()},
+            "final": ray.put({"state": saved["state"], "mask": saved["mask"]}),
+        }
+    return refs
+
+
+def _share_masks(grid) -> dict:
+    refs = {}
+    for result in grid:
+        trial = result.config["trial"]
+        for level, mask in _load_checkpoint(result)["masks"].items():
+            refs[(trial["seed"], trial["rewind_iteration"], level)] = ray.put(mask)
+    return refs
+
+
+def results_table(grids: dict, sweep: SweepSpec, experiment: str) -> pd.DataFrame:
+    """One row per (trial, level) from every stage's reported metrics; retried reports of the same
+    level are kept once (the last)."""
+    frames = []
+    for stage, grid in grids.items():
+        for result in grid:
+            frame = result.metrics_dataframe
+            if frame is None or frame.empty:
+                continue
+            trial = result.config["trial"]
+            frame = frame.assign(
+                stage=stage,
+                seed=trial["seed"],
+                rewind_iteration=trial.get("rewind_iteration"),
+                intervention=trial.get("intervention", "none"),
+            )
+            frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    table = table.assign(
+        experiment=experiment,
+        model=sweep.run.model.name,
+        dataset=sweep.run.data.dataset,
+        pretraining=sweep.run.pretraining.mode,
+        spec_key=sweep.run.key(),
+    )
+    table["rewind_iteration"] = table["rewind_iteration"].astype("Int64")
+    table = table.drop_duplicates(["trial_id", "level"], keep="last")
+    order = {s: i for i, s in enumerate(STAGES)}
+    table = table.sort_values(
+        ["stage", "seed", "rewind_iteration", "intervention", "level"],
+        key=lambda c: c.map(order) if c.name == "stage" else c,
+    )
+    return table[RESULT_COLUMNS].reset_index(drop=True)

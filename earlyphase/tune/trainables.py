@@ -1,0 +1,110 @@
+"""Tune function trainables: thin wrappers that call the science core and report.
+
+Every trial's config holds ``spec`` (the RunSpec's canonical JSON), ``trial`` (its point in
+the grid), ``log_every`` and ``data_dir``. Shared inputs (dense states, masks) arrive as
+ObjectRefs through ``tune.with_parameters``; each trial fetches only the ones it needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from earlyphase.imp import IMP, LevelRun
+from earlyphase.masks import Mask
+from earlyphase.specs import RunSpec
+from earlyphase.store import load_tensors, save_tensors
+
+CHECKPOINT_FILE = "state.pt"
+
+
+def _setup(config: dict) -> IMP:
+    """Threads as many as the trial's CPUs, the GPU Ray assigned (or the CPU), the data loaded."""
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    return IMP(RunSpec.from_json(config["spec"]), config["trial"]["seed"], data_dir=config.get("data_dir"))
+
+
+@contextlib.contextmanager
+def _curve_writer(level_prefix: str):
+    """Per-iteration curves (train loss/accuracy, lr, test metrics) into the trial's TensorBoard log."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(os.path.join(tune.get_context().get_trial_dir(), "curves"))
+
+    def on_log(row: dict[str, float]) -> None:
+        for key, value in row.items():
+            if key != "iteration":
+                writer.add_scalar(f"{level_prefix}/{key}", value, int(row["iteration"]))
+
+    try:
+        yield on_log
+    finally:
+        writer.close()
+
+
+def _report(run: LevelRun, checkpoint_payload: dict | None = None, **extra) -> None:
+    metrics = {**run.metrics, "node_id": ray.get_runtime_context().get_node_id(), **extra}
+    if checkpoint_payload is None:
+        tune.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        save_tensors(Path(tmp) / CHECKPOINT_FILE, checkpoint_payload)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def dense_trial(config: dict) -> None:
+    """Level 0: train the dense network once, keeping the full state at every rewind iteration."""
+    imp = _setup(config)
+    with _curve_writer("level_00") as on_log:
+        dense = imp.dense(config["trial"]["rewind_iterations"], log_every=config["log_every"], on_log=on_log)
+    payload = {"rewind_states": dense.captured, "state": dense.state, "mask": dict(dense.mask)}
+    _report(dense, payload, attempt_start_level=0)
+
+
+def imp_chain_trial(config: dict, dense_refs: dict) -> None:
+    """IMP with rewinding to k, level after level; each level is checkpointed and reported, and a
+    restarted trial continues after its last finished level."""
+    imp = _setup(config)
+    trial = config["trial"]
+    k, levels = trial["rewind_iteration"], config["levels"]
+    refs = dense_refs[trial["seed"]]
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        dense = ray.get(refs["final"])
+        previous = LevelRun(0, Mask(dense["mask"]), dense["state"], [], {})
+        masks: dict[int, dict] = {}
+    else:
+        with checkpoint.as_directory() as directory:
+            saved = load_tensors(Path(directory) / CHECKPOINT_FILE)
+        masks = saved["masks"]
+        previous = LevelRun(saved["level"], Mask(masks[saved["level"]]), saved["state"], [], {})
+    rewind_state = ray.get(refs["rewind_states"][k])
+    start_level = previous.level + 1
+    for level in range(start_level, levels + 1):
+        with _curve_writer(f"level_{level:02d}") as on_log:
+            run = imp.level(level, k, rewind_state, previous, log_every=config["log_every"], on_log=on_log)
+        masks[level] = dict(run.mask)
+        _report(run, {"level": level, "state": run.state, "masks": masks}, attempt_start_level=start_level)
+        previous = run
+
+
+def branch_trial(config: dict, dense_refs: dict, mask_refs: dict) -> None:
+    """An intervention on the subnetwork of (seed, k, level), trained from k like IMP."""
+    imp = _setup(config)
+    trial = config["trial"]
+    seed, k, level = trial["seed"], trial["rewind_iteration"], trial["level"]
+    states = dense_refs[seed]["rewind_states"]
+    rewind_states = {k: ray.get(states[k]), 0: ray.get(states[0])}
+    mask = Mask(ray.get(mask_refs[(seed, k, level)]))
+    with _curve_writer(f"level_{level:02d}") as on_log:
+        run = imp.branch(
+            trial["intervention"], level, k, rewind_states, mask, log_every=config["log_every"], on_log=on_log
+        )
+    _report(run, attempt_start_level=level)

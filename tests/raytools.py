@@ -1,0 +1,69 @@
+"""Helpers for tests that start real Ray: loopback checks, sweep subprocesses, result files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOPBACK_PREFIXES = ("127.", "[::1]", "::1")
+
+
+def listening_addresses() -> set[str]:
+    """Local addresses (host:port) of every listening TCP socket on this machine."""
+    out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[3] for line in out.splitlines() if line.strip()}
+
+
+def non_loopback(addresses: set[str]) -> set[str]:
+    return {a for a in addresses if not a.startswith(LOOPBACK_PREFIXES)}
+
+
+def sweep_command(*args: str, script: str = "rewind_grid") -> list[str]:
+    return [sys.executable, str(ROOT / "sweeps" / f"{script}.py"), *args]
+
+
+def sweep_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "PYTHONUNBUFFERED": "1", **extra}
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def trial_dirs(experiment: Path, stage: str) -> list[Path]:
+    stage_dir = experiment / stage
+    return sorted(p for p in stage_dir.iterdir() if p.is_dir()) if stage_dir.exists() else []
+
+
+def progress(trial_dir: Path) -> pd.DataFrame:
+    path = trial_dir / "progress.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def assert_complete(table: pd.DataFrame, seeds: int, rewinds: int, levels: int, branches: int) -> None:
+    """Every (trial, level) exactly once, and exactly the trials the sweep declares."""
+    assert not table.duplicated(["trial_id", "level"]).any()
+    dense = table[table.stage == "dense"]
+    assert len(dense) == seeds and (dense.level == 0).all() and (dense.density == 1.0).all()
+    imp = table[table.stage == "imp"]
+    assert len(imp) == seeds * rewinds * levels
+    for _, chain in imp.groupby("trial_id"):
+        assert sorted(chain.level) == list(range(1, levels + 1))
+    branch = table[table.stage == "branch"]
+    assert len(branch) == seeds * rewinds * levels * branches

@@ -1,0 +1,113 @@
+"""Several Ray nodes on loopback: trials spread over nodes and fetch the shared checkpoints from
+the object store across nodes; the fake_multinode autoscaler adds GPU workers on demand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import ray
+from raytools import ROOT, assert_complete, listening_addresses, non_loopback, sweep_command, sweep_env
+
+from earlyphase.tune.connect import LOOPBACK, loopback_environment
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def test_trials_run_on_several_nodes_and_fetch_shared_checkpoints(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    before = listening_addresses()
+    loopback_environment()
+    node = {"num_cpus": 1, "node_ip_address": LOOPBACK}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address)
+        driver_node = ray.get_runtime_context().get_node_id()
+        assert len(ray.nodes()) == 3
+        cmd = sweep_command(
+            "--preset",
+            "smoke",
+            "--address",
+            cluster.address,
+            "--storage-path",
+            str(tmp_path),
+            "--name",
+            "nodes",
+        )
+        done = subprocess.run(cmd, env=sweep_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        table = pd.read_csv(tmp_path / "nodes" / "results.csv")
+        assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
+        consumers = table[table.stage != "dense"]
+        assert consumers.node_id.nunique() >= 2
+        # the dense states were put by the driver on the head node: these trials fetched them across nodes
+        assert (consumers.node_id != driver_node).any()
+        assert non_loopback(listening_addresses() - before) == set()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
+    env = sweep_env(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
+    start = [
+        RAY,
+        "start",
+        "--head",
+        "--node-ip-address",
+        LOOPBACK,
+        "--port",
+        "6379",
+        "--num-cpus",
+        "1",
+        "--include-dashboard",
+        "false",
+        f"--autoscaling-config={ROOT / 'tests' / 'fake-autoscaler.yaml'}",
+    ]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
+    try:
+        cmd = sweep_command(
+            "--preset",
+            "smoke",
+            "--address",
+            f"{LOOPBACK}:6379",
+            "--gpus-per-trial",
+            "1",
+            "--storage-path",
+            str(tmp_path),
+            "--name",
+            "autoscale",
+        )
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        table = pd.read_csv(tmp_path / "autoscale" / "results.csv")
+        assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
+        # the head has no GPU: every trial ran on a worker the autoscaler launched for it
+        status = subprocess.run(
+            [RAY, "status", "--address", f"{LOOPBACK}:6379"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+        assert "gpu_worker" in status, status
+        head = subprocess.run(
+            [sys.executable, "-c", _HEAD_ID], env=env, capture_output=True, text=True, timeout=120
+        ).stdout.strip()
+        assert head and head not in set(table.node_id)
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+_HEAD_ID = """
+import ray
+ray.init(address="127.0.0.1:6379", log_to_driver=False)
+print(next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("GPU", 0) == 0 and n["Alive"]))
+"""
+

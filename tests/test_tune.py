@@ -1,0 +1,187 @@
+"""The Ray layer on a real embedded Ray (loopback only): the smoke sweep end to end, a worker
+killed mid-chain, a driver interrupted and resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pandas as pd
+import pytest
+import ray
+from raytools import (
+    assert_complete,
+    listening_addresses,
+    non_loopback,
+    progress,
+    sweep_command,
+    sweep_env,
+    trial_dirs,
+    wait_for,
+)
+
+from earlyphase.tune.cli import main as sweep_main
+from earlyphase.tune.connect import start_ray
+
+SMOKE = ["--preset", "smoke"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    before = listening_addresses()
+    start_ray(num_cpus=2)
+    yield before
+    ray.shutdown()
+
+
+def _rewind_presets():
+    from importlib.machinery import SourceFileLoader
+
+    from raytools import ROOT
+
+    return SourceFileLoader("rewind_grid", str(ROOT / "sweeps" / "rewind_grid.py")).load_module().PRESETS
+
+
+def test_smoke_sweep_end_to_end(local_ray, tmp_path, capsys):
+    presets = _rewind_presets()
+    argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "smoke", "--log-every", "16"]
+    assert sweep_main("rewind_grid", presets, "smoke", argv) == 0
+    experiment = tmp_path / "smoke"
+    table = pd.read_csv(experiment / "results.csv")
+    assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
+    # the dense run was trained once, though both rewind chains and all branches used it
+    dense = trial_dirs(experiment, "dense")
+    assert len(dense) == 1 and len(progress(dense[0])) == 1
+    assert table[table.stage == "imp"].rewind_iteration.tolist() == [0, 0, 32, 32]
+    imp = table[table.stage == "imp"].sort_values(["rewind_iteration", "level"])
+    assert imp.density.round(4).tolist() == pytest.approx([0.8, 0.64, 0.8, 0.64], abs=1e-3)
+    assert (table.sparsity + table.density == pytest.approx(1.0)).all()
+    assert set(table.intervention) == {"none", "random_prune", "random_reinit"}
+    assert table.test_accuracy.between(0, 1).all() and (table.dataset == "synthetic").all()
+    # per-iteration curves of every level reach TensorBoard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    chain = trial_dirs(experiment, "imp")[0]
+    events = EventAccumulator(str(chain / "curves")).Reload()
+    assert {"level_01/train_loss", "level_02/test_accuracy", "level_02/lr"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("level_01/train_loss")) >= 4
+    out = capsys.readouterr().out
+    assert "results.csv" in out and "k=32" in out
+    # every socket Ray opened listens on loopback only
+    assert non_loopback(listening_addresses() - local_ray) == set()
+
+
+def test_bad_input_is_refused_before_launch(local_ray, tmp_path, capsys):
+    presets = _rewind_presets()
+    base = SMOKE + ["--storage-path", str(tmp_path)]
+    cases = [
+        (["--rewind-iterations", "100000"], "outside training"),
+        (["--levels", "-2"], "levels"),
+        (["--seeds", "1,1"], "seeds"),
+        (["--gpus-per-trial", "0.5"], "no gpu"),
+        (["--resume", "--name", "never-ran"], "nothing to resume"),
+        (["--steps", "zero"], "bad step"),
+    ]
+    for extra, message in cases:
+        assert sweep_main("rewind_grid", presets, "smoke", base + extra) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and message in err.lower(), (extra, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_worker_killed_mid_chain_resumes_at_its_last_level(local_ray, tmp_path):
+    address = ray.get_runtime_context().gcs_address
+    levels = 4
+    cmd = sweep_command(
+        *SMOKE,
+        "--address",
+        address,
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "kill",
+        "--rewind-iterations",
+        "16",
+        "--levels",
+        str(levels),
+        "--steps",
+        "6ep",
+        "--max-failures",
+        "2",
+    )
+    experiment = tmp_path / "kill"
+    with subprocess.Popen(
+        cmd, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+
+        def chain_at_level_two():
+            chains = trial_dirs(experiment, "imp")
+            rows = progress(chains[0]) if chains else pd.DataFrame()
+            return rows if len(rows) >= 2 and rows.level.max() < levels else None
+
+        rows = wait_for(chain_at_level_two, 240, "the IMP chain to finish level 2", interval=0.2)
+        os.kill(int(rows.pid.iloc[-1]), signal.SIGKILL)  # the worker running the chain
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    table = pd.read_csv(experiment / "results.csv")
+    assert_complete(table, seeds=1, rewinds=1, levels=levels, branches=2)
+    chain = table[table.stage == "imp"].set_index("level")
+    resumed_at = int(chain.attempt_start_level.max())
+    assert resumed_at >= 3  # restarted after its last finished level, not from level 1
+    assert (chain.loc[: resumed_at - 1].attempt_start_level == 1).all()
+    assert (chain.loc[resumed_at:].attempt_start_level == resumed_at).all()
+
+
+def test_interrupted_driver_resumes_without_retraining(local_ray, tmp_path):
+    address = ray.get_runtime_context().gcs_address
+    common = [
+        *SMOKE,
+        "--address",
+        address,
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "resume",
+        "--rewind-iterations",
+        "0,16,32",
+        "--levels",
+        "3",
+        "--steps",
+        "4ep",
+    ]
+    experiment = tmp_path / "resume"
+    with subprocess.Popen(
+        sweep_command(*common), env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+
+        def one_chain_done():
+            done = [d for d in trial_dirs(experiment, "imp") if len(progress(d)) == 3]
+            return done or None
+
+        wait_for(one_chain_done, 240, "a finished IMP chain", interval=0.2)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out
+    assert not (experiment / "results.csv").exists()
+    before = {
+        d.name: (d / "progress.csv").read_text()
+        for d in trial_dirs(experiment, "dense") + trial_dirs(experiment, "imp")
+    }
+    finished = {n for n, text in before.items() if n.startswith("s0_k") and len(text.splitlines()) == 4}
+    assert finished
+
+    again = subprocess.run(
+        sweep_command(*common, "--resume"), env=sweep_env(), capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = {
+        d.name: (d / "progress.csv").read_text()
+        for d in trial_dirs(experiment, "dense") + trial_dirs(experiment, "imp")
+    }
+    dense_name = trial_dirs(experiment, "dense")[0].name
+    assert after[dense_name] == before[dense_name]  # the dense run was not trained again
+    for name in finished:
+        assert after[name] == before[name]  # nor were finished chains
+    table = pd.read_csv(experiment / "results.csv")
+    assert_complete(table, seeds=1, rewinds=3, levels=3, branches=2)
