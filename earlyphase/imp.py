@@ -13,11 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
-from earlyphase.data import TrainData
-from earlyphase.models import build_model
 
+from earlyphase.data import TrainData
 from earlyphase.interventions import BranchStart, get_intervention
 from earlyphase.masks import Mask, magnitude_prune
+from earlyphase.models import build_model
 from earlyphase.specs import RunSpec
 from earlyphase.training import State, TrainResult, capture_state, train, training_device
 

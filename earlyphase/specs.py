@@ -20,7 +20,9 @@ _STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
 
 
 def parse_step(step: str | int, iterations_per_epoch: int) -> int:
-    """``"2ep100it"`` → 2 * iterations_per_epoch + 100; an int is taken as iterations."""
+    """``"2ep100it"`` → 2 * iterations_per_epoch + 100; an int or a bare number is iterations."""
+    if isinstance(step, str) and step.strip().isdigit():
+        step = int(step)
     if isinstance(step, int):
         if step < 0:
             raise SpecError(f"step {step} is negative")

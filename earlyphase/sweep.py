@@ -44,13 +44,18 @@ class SweepSpec(Spec):
 
     def dense_trials(self) -> list[dict]:
         return [
-            {"seed": s, "rewind_iterations": sorted(set(self.rewind_iterations)), "label": f"s{s}"}
+            {
+                "seed": s,
+                "rewind_iterations": sorted(set(self.rewind_iterations)),
+                "last_level": 0,
+                "label": f"s{s}",
+            }
             for s in self.seeds
         ]
 
     def imp_trials(self) -> list[dict]:
         return [
-            {"seed": s, "rewind_iteration": k, "label": f"s{s}_k{k}"}
+            {"seed": s, "rewind_iteration": k, "last_level": self.levels, "label": f"s{s}_k{k}"}
             for s in self.seeds
             for k in sorted(set(self.rewind_iterations))
         ]
@@ -62,6 +67,7 @@ class SweepSpec(Spec):
                 "seed": t["seed"],
                 "rewind_iteration": t["rewind_iteration"],
                 "level": lv,
+                "last_level": lv,
                 "intervention": b,
                 "label": f"{t['label']}_L{lv}_{b}",
             }

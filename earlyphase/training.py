@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from earlyphase.data import TrainData
 from torch import nn
 
+from earlyphase.data import TrainData
 from earlyphase.masks import Mask
 from earlyphase.specs import TrainingSpec, parse_step
 

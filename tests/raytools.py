@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK_PREFIXES = ("127.", "[::1]", "::1")
+LOOPBACK_PREFIXES = ("127.", "[::1]", "[::ffff:127.")
 
 
 def listening_addresses() -> set[str]:
@@ -35,10 +35,11 @@ def sweep_env(**extra: str) -> dict[str, str]:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Poll ``predicate`` until it returns something other than None."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
-        if value:
+        if value is not None:
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
@@ -50,10 +51,11 @@ def trial_dirs(experiment: Path, stage: str) -> list[Path]:
 
 
 def progress(trial_dir: Path) -> pd.DataFrame:
-    path = trial_dir / "progress.csv"
-    if not path.exists() or path.stat().st_size == 0:
+    """A trial's reports so far (empty while the file is missing or being written)."""
+    try:
+        return pd.read_csv(trial_dir / "progress.csv")
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):
         return pd.DataFrame()
-    return pd.read_csv(path)
 
 
 def assert_complete(table: pd.DataFrame, seeds: int, rewinds: int, levels: int, branches: int) -> None:

@@ -110,4 +110,3 @@ import ray
 ray.init(address="127.0.0.1:6379", log_to_driver=False)
 print(next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("GPU", 0) == 0 and n["Alive"]))
 """
-

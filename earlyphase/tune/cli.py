@@ -87,6 +87,10 @@ def main(
     if extend_parser:
         extend_parser(p)
     args = p.parse_args(argv)
+    if not (args.address or os.environ.get("RAY_ADDRESS")):
+        from earlyphase.tune.connect import loopback_environment
+
+        loopback_environment()  # before anything imports ray
     try:
         sweep, execution = _validate(family, presets, args, customize)
     except SpecError as error:

@@ -9,7 +9,8 @@ LOOPBACK = "127.0.0.1"
 
 def loopback_environment() -> None:
     """Make every Ray process started from here listen on 127.0.0.1 only (on Linux Ray otherwise
-    binds all interfaces and advertises the machine's external address). Call before Ray starts."""
+    binds all interfaces and advertises the machine's external address). Ray reads this when it
+    is imported: call it before anything imports ray."""
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 
@@ -19,11 +20,19 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS")
+    # a checkpoint per level is the point of an IMP chain, not a bottleneck worth a warning each time
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return ray.get_runtime_context()
     if address:
         return ray.init(address=address, log_to_driver=True)
     loopback_environment()
+    from ray._private import ray_constants
+
+    if ray_constants.ENABLE_RAY_CLUSTER:  # ray was imported before loopback_environment()
+        raise RuntimeError(
+            "ray was imported before loopback_environment(): a local Ray would listen on all interfaces"
+        )
     return ray.init(
         _node_ip_address=LOOPBACK,
         include_dashboard=False,

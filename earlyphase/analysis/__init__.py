@@ -1,0 +1,1 @@
+"""Tables and figures from the tidy results (pandas only: never Ray internals)."""
