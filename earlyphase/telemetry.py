@@ -96,8 +96,8 @@ class EarlyPhaseTelemetry:
     - ``weight_0`` … ``weight_{tracked-1}``: prunable weights at positions :attr:`tracked_index`
       of the flattened prunable weights, drawn uniformly without replacement from ``seed``;
     - per group: ``mean_abs_weight``, ``sign_flip_fraction`` (vs w_0, see
-      :func:`sign_flip_fraction`) and, after :meth:`finish`, ``distance_from_init``,
-      ``distance_from_final``, ``cosine_with_init``, ``cosine_with_final``.
+      :func:`sign_flip_fraction`) and, after :meth:`finish`, ``distance_to_init``,
+      ``distance_to_final``, ``cosine_to_init``, ``cosine_to_final``.
 
     Groups are "all" and, when ``split`` is given, "kept" and "pruned" (its True and False
     entries; prunable weights it does not cover count as kept). Metrics of an empty group are NaN.
@@ -191,10 +191,10 @@ class EarlyPhaseTelemetry:
                     (w, self.w0, final) if index is None else (w[index], self.w0[index], final[index])
                 )
                 for metric, value in (
-                    ("distance_from_init", l2_distance(wg, w0g)),
-                    ("distance_from_final", l2_distance(wg, wfg)),
-                    ("cosine_with_init", cosine(wg, w0g)),
-                    ("cosine_with_final", cosine(wg, wfg)),
+                    ("distance_to_init", l2_distance(wg, w0g)),
+                    ("distance_to_final", l2_distance(wg, wfg)),
+                    ("cosine_to_init", cosine(wg, w0g)),
+                    ("cosine_to_final", cosine(wg, wfg)),
                 ):
                     keys.append((metric, group))
                     values.append(float(value))

@@ -1,7 +1,7 @@
 """IMP with rewinding over a grid of rewind iterations (Frankle et al. 2020, Figure 1).
 
-    python sweeps/rewind_grid.py                  # quick: Fashion-MNIST, minutes on a laptop
-    python sweeps/rewind_grid.py --preset paper   # ResNet-20 on CIFAR-10, on a GPU cluster
+python sweeps/rewind_grid.py                  # quick: Fashion-MNIST, minutes on a laptop
+python sweeps/rewind_grid.py --preset paper   # ResNet-20 on CIFAR-10, on a GPU cluster
 """
 
 import sys
@@ -23,7 +23,6 @@ PRESETS = {
         rewind_iterations=(0, 100, 500),
         levels=8,
         branches=BASELINES,
-        branch_levels=(2, 4, 6, 8),
     ),
     # EXPERIMENTS.md A1: ResNet-20 on CIFAR-10, 3 seeds, k up to 2000, 20 levels (1.2% density)
     "paper": SweepSpec(

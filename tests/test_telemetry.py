@@ -100,10 +100,10 @@ def test_hook_weight_metrics_and_distances():
     for i, index in enumerate(telemetry.tracked_index.tolist()):
         assert values(table, f"weight_{i}") == {t: W[t][index] for t in range(3)}
     assert len(set(telemetry.tracked_index.tolist())) == 3
-    assert values(table, "distance_from_init") == pytest.approx({0: 0, 1: math.sqrt(52), 2: math.sqrt(2)})
-    assert values(table, "distance_from_final") == pytest.approx({0: 4, 1: math.sqrt(68), 2: math.sqrt(10)})
-    assert values(table, "cosine_with_init") == pytest.approx({0: 1, 1: -12 / 14, 2: 15 / math.sqrt(14 * 18)})
-    assert values(table, "cosine_with_final") == pytest.approx(
+    assert values(table, "distance_to_init") == pytest.approx({0: 0, 1: math.sqrt(52), 2: math.sqrt(2)})
+    assert values(table, "distance_to_final") == pytest.approx({0: 4, 1: math.sqrt(68), 2: math.sqrt(10)})
+    assert values(table, "cosine_to_init") == pytest.approx({0: 1, 1: -12 / 14, 2: 15 / math.sqrt(14 * 18)})
+    assert values(table, "cosine_to_final") == pytest.approx(
         {0: 14 / math.sqrt(14 * 30), 1: -12 / math.sqrt(14 * 30), 2: 19 / math.sqrt(18 * 30)}
     )
     assert torch.equal(telemetry.snapshots[1], torch.tensor(W[1], dtype=torch.float32))
@@ -119,14 +119,14 @@ def test_split_into_kept_and_pruned():
     assert values(table, "mean_abs_weight", "pruned") == pytest.approx({0: 2, 1: 2, 2: 2})
     assert values(table, "sign_flip_fraction", "kept") == pytest.approx({0: 0, 1: 1 / 3, 2: 1 / 3})
     assert values(table, "sign_flip_fraction", "pruned") == pytest.approx({0: 0, 1: 1, 2: 0})
-    assert values(table, "distance_from_init", "kept") == pytest.approx({0: 0, 1: 6, 2: math.sqrt(2)})
-    assert values(table, "distance_from_init", "pruned") == pytest.approx({0: 0, 1: 4, 2: 0})
-    assert values(table, "distance_from_final", "kept") == pytest.approx(
+    assert values(table, "distance_to_init", "kept") == pytest.approx({0: 0, 1: 6, 2: math.sqrt(2)})
+    assert values(table, "distance_to_init", "pruned") == pytest.approx({0: 0, 1: 4, 2: 0})
+    assert values(table, "distance_to_final", "kept") == pytest.approx(
         {0: 4, 1: math.sqrt(52), 2: math.sqrt(10)}
     )
-    assert values(table, "cosine_with_init", "kept")[1] == pytest.approx(-0.8)
-    assert values(table, "cosine_with_init", "pruned")[1] == pytest.approx(-1.0)
-    assert values(table, "cosine_with_final", "kept")[2] == pytest.approx(15 / math.sqrt(14 * 26))
+    assert values(table, "cosine_to_init", "kept")[1] == pytest.approx(-0.8)
+    assert values(table, "cosine_to_init", "pruned")[1] == pytest.approx(-1.0)
+    assert values(table, "cosine_to_final", "kept")[2] == pytest.approx(15 / math.sqrt(14 * 26))
     assert values(table, "grad_norm", "kept") == {}
 
 
@@ -170,14 +170,14 @@ def test_real_training_run():
     table = telemetry.table()
 
     assert sorted(set(table.iteration)) == schedule
-    assert values(table, "distance_from_init")[0] == 0.0
+    assert values(table, "distance_to_init")[0] == 0.0
     assert values(table, "sign_flip_fraction", "pruned")[0] == 0.0
     assert values(table, "test_accuracy")[0] == pytest.approx(evaluate(new_model(), data)[1])
 
     def flat(state):
         return torch.cat([state[n].flatten() for n in model.prunable])
 
-    assert values(table, "cosine_with_final")[40] == pytest.approx(
+    assert values(table, "cosine_to_final")[40] == pytest.approx(
         float(cosine(flat(result.captured[40]), flat(result.state)))
     )
     # telemetry does not perturb training

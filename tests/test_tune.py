@@ -36,15 +36,19 @@ def local_ray():
     ray.shutdown()
 
 
-def _rewind_presets():
+def _sweep_module(name: str):
     import importlib.util
 
     from raytools import ROOT
 
-    spec = importlib.util.spec_from_file_location("rewind_grid", ROOT / "sweeps" / "rewind_grid.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "sweeps" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.PRESETS
+    return module
+
+
+def _rewind_presets():
+    return _sweep_module("rewind_grid").PRESETS
 
 
 def test_smoke_sweep_end_to_end(local_ray, tmp_path, capsys):
@@ -214,3 +218,37 @@ def test_embedded_local_ray_of_the_cli_listens_on_loopback_only(tmp_path):
     assert proc.returncode == 0, out
     assert len(seen) >= 3  # GCS, raylet, workers: the sampling saw Ray's sockets
     assert non_loopback(seen) == set()
+
+
+def test_interventions_sweep_writes_its_branches(local_ray, tmp_path):
+    module = _sweep_module("interventions")
+    argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "iv"]
+    assert sweep_main("interventions", module.PRESETS, "iv", argv, module._customize, module._options) == 0
+    table = pd.read_csv(tmp_path / "iv" / "results.csv")
+    branch = table[table.stage == "branch"]
+    assert sorted(branch.intervention) == ["noise_0.5", "permute_layer", "signs_0_magnitudes_k"]
+    assert (branch.rewind_iteration == 32).all() and (branch.level == 2).all()
+    imp_density = table[(table.stage == "imp") & (table.level == 2)].density.iloc[0]
+    assert branch.density.tolist() == pytest.approx([imp_density] * 3)
+
+
+def test_telemetry_sweep_writes_a_tidy_table(local_ray, tmp_path):
+    module = _sweep_module("telemetry")
+    argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "tel"]
+    assert sweep_main("telemetry", module.PRESETS, "tel", argv, module._customize, module._split) == 0
+    telemetry = pd.read_csv(tmp_path / "tel" / "telemetry.csv")
+    assert set(telemetry.group) == {"all", "kept", "pruned"}
+    assert {"test_accuracy", "grad_norm", "sign_flip_fraction", "cosine_to_final", "weight_9"} <= set(
+        telemetry.metric
+    )
+    iterations = sorted(telemetry.iteration.unique())
+    assert iterations[:11] == list(range(11)) and iterations[-1] == 100
+    at_init = telemetry[(telemetry.iteration == 0) & (telemetry.metric == "distance_to_init")]
+    assert (at_init.value == 0).all()
+    # the telemetry run is the dense run again, bitwise: same final accuracy
+    results = pd.read_csv(tmp_path / "tel" / "results.csv")
+    assert "telemetry" not in set(results.stage)
+    observed = trial_dirs(tmp_path / "tel", "telemetry")[0]
+    dense_accuracy = results[results.stage == "dense"].test_accuracy.iloc[0]
+    assert progress(observed).test_accuracy.iloc[-1] == dense_accuracy
+    assert any((observed / "telemetry").iterdir())  # TensorBoard events

@@ -26,7 +26,7 @@ def parser(family: str, presets: dict[str, SweepSpec], description: str) -> argp
     p.add_argument("--name", help=f"experiment name (default: {family}-<preset>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue --name, or the latest of this preset")
     p.add_argument("--address", help="join a running Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--seeds", type=_ints, help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", type=int_list, help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--rewind-iterations", help="comma-separated k, in iterations or steps: 0,500,2ep")
     p.add_argument("--levels", type=int, help="pruning levels after the dense run")
     p.add_argument("--steps", help="override the training length, e.g. 2ep or 3000it")
@@ -38,7 +38,7 @@ def parser(family: str, presets: dict[str, SweepSpec], description: str) -> argp
     return p
 
 
-def _ints(text: str) -> tuple[int, ...]:
+def int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:

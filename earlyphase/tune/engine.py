@@ -1,8 +1,9 @@
 """Runs a :class:`~earlyphase.sweep.SweepSpec` on Ray Tune, stage by stage.
 
-    dense  (one trial per seed)            → rewind states and final weights, ray.put once
-    imp    (one chain per seed × k)        → a report and checkpoint per level; masks, ray.put
-    branch (one per seed × k × level × b)  → an intervention on that level's mask
+    dense     (one trial per seed)            → rewind states and final weights, ray.put once
+    imp       (one chain per seed × k)        → a report and checkpoint per level; masks, ray.put
+    branch    (one per seed × k × level × b)  → an intervention on that level's mask
+    telemetry (one per seed, if asked)        → early-phase measurements → telemetry.csv
 
 Each stage is a Tune experiment under ``<storage>/<name>/<stage>``; an interrupted stage is
 restored (finished trials are kept, unfinished ones resume from their last checkpoint), so
@@ -22,9 +23,16 @@ from earlyphase.errors import SpecError
 from earlyphase.store import load_tensors
 from earlyphase.sweep import SweepSpec
 from earlyphase.tune import storage
-from earlyphase.tune.trainables import CHECKPOINT_FILE, branch_trial, dense_trial, imp_chain_trial
+from earlyphase.tune.trainables import (
+    CHECKPOINT_FILE,
+    TELEMETRY_FILE,
+    branch_trial,
+    dense_trial,
+    imp_chain_trial,
+    telemetry_trial,
+)
 
-STAGES = ("dense", "imp", "branch")
+STAGES = ("dense", "imp", "branch")  # the stages whose rows make results.csv
 SWEEP_FILE = "sweep.json"
 RESULT_COLUMNS = [
     "experiment", "trial_id", "stage", "seed", "model", "dataset", "rewind_iteration", "pretraining",
@@ -77,13 +85,20 @@ def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
     base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
     grids = {"dense": _run_stage("dense", dense_trial, sweep.dense_trials(), base, execution)}
     dense_refs = _share_dense(grids["dense"])
+    mask_refs: dict = {}
     if sweep.levels:
         imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
         grids["imp"] = _run_stage("imp", imp, sweep.imp_trials(), {**base, "levels": sweep.levels}, execution)
-        if sweep.branches:
-            mask_refs = _share_masks(grids["imp"])
-            branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
-            grids["branch"] = _run_stage("branch", branch, sweep.branch_trials(), base, execution)
+        mask_refs = _share_masks(grids["imp"])
+    if sweep.branch_trials():
+        branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
+        grids["branch"] = _run_stage("branch", branch, sweep.branch_trials(), base, execution)
+    if sweep.telemetry:
+        observe = tune.with_parameters(telemetry_trial, mask_refs=mask_refs)
+        config = {**base, "telemetry": sweep.telemetry.to_json()}
+        telemetry = _run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
+        table = telemetry_table(telemetry, sweep, execution.name)
+        storage.write_text(storage.join(execution.experiment_dir, "telemetry.csv"), table.to_csv(index=False))
     table = results_table(grids, sweep, execution.name)
     storage.write_text(storage.join(execution.experiment_dir, "results.csv"), table.to_csv(index=False))
     return table
@@ -185,3 +200,17 @@ def results_table(grids: dict, sweep: SweepSpec, experiment: str) -> pd.DataFram
         key=lambda c: c.map(order) if c.name == "stage" else c,
     )
     return table[RESULT_COLUMNS].reset_index(drop=True)
+
+
+def telemetry_table(grid, sweep: SweepSpec, experiment: str) -> pd.DataFrame:
+    """The tidy telemetry of every seed: one row per (trial, iteration, metric, group)."""
+    frames = []
+    for result in grid:
+        with result.checkpoint.as_directory() as directory:
+            frame = pd.read_csv(Path(directory) / TELEMETRY_FILE)
+        frames.append(frame.assign(trial_id=result.metrics["trial_id"], seed=result.config["trial"]["seed"]))
+    table = pd.concat(frames, ignore_index=True).assign(
+        experiment=experiment, model=sweep.run.model.name, dataset=sweep.run.data.dataset
+    )
+    columns = ["experiment", "trial_id", "seed", "model", "dataset", "iteration", "metric", "group", "value"]
+    return table[columns]

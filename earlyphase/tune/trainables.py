@@ -20,8 +20,11 @@ from earlyphase.imp import IMP, LevelRun
 from earlyphase.masks import Mask
 from earlyphase.specs import RunSpec
 from earlyphase.store import load_tensors, save_tensors
+from earlyphase.sweep import TelemetrySpec
+from earlyphase.telemetry import EarlyPhaseTelemetry, log_schedule
 
 CHECKPOINT_FILE = "state.pt"
+TELEMETRY_FILE = "telemetry.csv"
 
 
 def _setup(config: dict) -> IMP:
@@ -108,3 +111,38 @@ def branch_trial(config: dict, dense_refs: dict, mask_refs: dict) -> None:
             trial["intervention"], level, k, rewind_states, mask, log_every=config["log_every"], on_log=on_log
         )
     _report(run, attempt_start_level=level)
+
+
+def telemetry_trial(config: dict, mask_refs: dict) -> None:
+    """The dense run again (bitwise the same on CPU), observed by the early-phase telemetry; the
+    tidy table goes into the checkpoint and TensorBoard."""
+    imp = _setup(config)
+    spec = TelemetrySpec.from_json(config["telemetry"])
+    seed = config["trial"]["seed"]
+    end = min(imp.spec.iterations(spec.end), imp.total_iterations - 1)
+    split = None
+    if spec.split_level:
+        split = Mask(ray.get(mask_refs[(seed, spec.split_rewind_iteration, spec.split_level)]))
+    telemetry = EarlyPhaseTelemetry(
+        imp.new_model(),
+        imp.data,
+        log_schedule(end, spec.every_until, spec.points),
+        seed,
+        tracked=spec.tracked,
+        train_eval_examples=spec.train_eval_examples,
+        split=split,
+    )
+    dense = imp.dense([], step_hook=telemetry.hook)
+    telemetry.finish(dense.state)
+    table = telemetry.table()
+    from torch.utils.tensorboard import SummaryWriter
+
+    with contextlib.closing(
+        SummaryWriter(os.path.join(tune.get_context().get_trial_dir(), "telemetry"))
+    ) as tb:
+        for row in table.itertuples():
+            tb.add_scalar(f"{row.metric}/{row.group}", row.value, int(row.iteration))
+    with tempfile.TemporaryDirectory() as tmp:
+        table.to_csv(Path(tmp) / TELEMETRY_FILE, index=False)
+        metrics = {**dense.metrics, "node_id": ray.get_runtime_context().get_node_id()}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
