@@ -3,14 +3,20 @@
 The batch of iteration t is a pure function of (seed, t): epoch e = t // iterations_per_epoch
 uses a permutation (and augmentation draws) from a generator seeded by (seed, e), so a run can
 rewind or resume to any iteration and see exactly the batches it would have seen.
+
+Where data live: the ``data_dir`` argument, else ``$EARLYPHASE_DATA_DIR``, else the defaults
+(Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST, then ``~/.cache/earlyphase/data``).
+If nothing is found there, torchvision downloads into the given directory (or the cache).
 """
 
 from __future__ import annotations
 
+import codecs
 import functools
 import gzip
 import os
 import pickle
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +29,16 @@ from earlyphase.specs import DataSpec
 
 DEFAULT_ROOT = Path("~/.cache/earlyphase/data").expanduser()
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-PAD = 4  # pixels of zero padding for the random crop
+PAD = 4  # random crop: pixels of zero padding (value 0 in uint8, i.e. black before normalisation)
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """Static facts of a dataset; ``mean``/``std`` are per channel in [0, 1] pixel units."""
+
     name: str
     num_classes: int
-    shape: tuple[int, int, int]
+    shape: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...]
     std: tuple[float, ...]
     default_augment: bool
@@ -50,7 +58,9 @@ def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[
     """uint8 images (N, C, H, W) and int64 labels (N,) on the CPU; cached per process."""
     if dataset not in INFO:
         raise SpecError(f"unknown dataset {dataset!r}; choose one of {', '.join(INFO)}")
-    return _load_cached(dataset, train, data_dir or os.environ.get("EARLYPHASE_DATA_DIR"))
+    directory = data_dir or os.environ.get("EARLYPHASE_DATA_DIR")
+    resolved = str(Path(directory).expanduser().resolve()) if directory else None
+    return _load_cached(dataset, train, resolved)
 
 
 @functools.lru_cache(maxsize=8)
@@ -62,54 +72,82 @@ def _load_cached(dataset: str, train: bool, data_dir: str | None) -> tuple[torch
     return _idx_dataset(dataset, train, data_dir)
 
 
-# --- CIFAR-10: the python pickle batches, read with an unpickler that only admits numpy arrays --
+def _download(dataset_class: str, root: Path, train: bool) -> Exception | None:
+    """Let torchvision download into ``root``; the error if it could not."""
+    try:
+        import torchvision
+
+        getattr(torchvision.datasets, dataset_class)(str(root), train=train, download=True)
+    except Exception as error:
+        return error
+    return None
+
+
+# --- CIFAR-10: the python pickle batches, read with an unpickler that only admits numpy arrays ---
+
+
+def _latin1_encode(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as Python 3 protocol-2 pickles use it for bytes, and nothing else."""
+    if encoding != "latin1":
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return codecs.encode(text, "latin1")
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits only the globals that rebuild numpy arrays (and bytes); refuses any other callable."""
+
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch file")
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
         return super().find_class(module, name)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data, np.asarray(batch[b"labels"], dtype=np.int64)
+    """One ``cifar-10-batches-py`` file: images (n, 3, 32, 32) uint8 and labels (n,) int64."""
+    try:
+        with open(path, "rb") as f:
+            batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except Exception as error:
+        raise DataUnavailable(f"{path} is not a CIFAR-10 batch file: {_one_line(error)}") from error
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (len(data),):
+        raise DataUnavailable(f"{path}: data {data.shape} and labels {labels.shape} are not CIFAR-10 shaped")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _cifar_folder(root: Path, names: list[str]) -> Path | None:
+    for folder in (root / "cifar-10-batches-py", root):
+        if all((folder / name).is_file() for name in names):
+            return folder
+    return None
 
 
 def _cifar10(train: bool, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    roots = [Path(data_dir).expanduser()] if data_dir else [DEFAULT_ROOT]
-    folder = next(
-        (d for r in roots for d in (r / "cifar-10-batches-py", r) if (d / "test_batch").exists()), None
-    )
-    if folder is None and not data_dir:
-        try:
-            import torchvision
-
-            torchvision.datasets.CIFAR10(str(DEFAULT_ROOT), train=train, download=True)
-            folder = DEFAULT_ROOT / "cifar-10-batches-py"
-        except Exception as error:
-            raise DataUnavailable(
-                f"CIFAR-10 not found in {DEFAULT_ROOT} and could not be downloaded ({type(error).__name__}); "
-                "pass --data-dir holding cifar-10-batches-py"
-            ) from None
-    if folder is None:
-        raise DataUnavailable(
-            f"no cifar-10-batches-py in {roots[0]}; pass --data-dir holding cifar-10-batches-py"
-        )
+    root = Path(data_dir) if data_dir else DEFAULT_ROOT
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    parts = [_read_cifar_batch(folder / n) for n in names]
+    folder = _cifar_folder(root, names)
+    if folder is None:
+        error = _download("CIFAR10", root, train)
+        folder = _cifar_folder(root, names)
+        if folder is None:
+            reason = f"download failed: {type(error).__name__}" if error else "download left no files"
+            raise DataUnavailable(
+                f"CIFAR-10 not found in {root} ({reason}); "
+                "pass --data-dir DIR (or set EARLYPHASE_DATA_DIR) with DIR/cifar-10-batches-py"
+            )
+    parts = [_read_cifar_batch(folder / name) for name in names]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return torch.from_numpy(images), torch.from_numpy(labels)
@@ -124,66 +162,74 @@ _IDX_FILES = {
 _TORCHVISION = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (plain or .gz) as a uint8 array of its declared shape."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataUnavailable(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+def _read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX file (plain or .gz) as a uint8 array of its declared shape."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataUnavailable(f"cannot read {path}: {_one_line(error)}") from error
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 4 or len(raw) < 4 + 4 * raw[3]:
+        raise DataUnavailable(f"{path} is not an unsigned-byte IDX file (bad magic number or header)")
     dims = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
     if body.size != int(np.prod(shape)):
-        raise DataUnavailable(f"{path} holds {body.size} bytes of data, its header declares {shape}")
+        raise DataUnavailable(f"{path} holds {body.size} bytes of data but its header declares {shape}")
     return body.reshape(shape)
 
 
-def _find_idx(directory: Path, name: str) -> Path | None:
-    for folder in (directory, *(directory / t / "raw" for t in _TORCHVISION.values())):
+def _find_idx(directory: Path, dataset: str, name: str) -> Path | None:
+    for folder in (directory, directory / _TORCHVISION[dataset] / "raw"):
         for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.exists():
+            if candidate.is_file():
                 return candidate
     return None
 
 
-def _idx_dataset(dataset: str, train: bool, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
-    images_name, labels_name = _IDX_FILES[train]
-    if data_dir:
-        searched = [Path(data_dir).expanduser()]
-    else:
-        searched = ([FASHION_MNIST_DEBIAN] if dataset == "fashion_mnist" else []) + [DEFAULT_ROOT]
-    for directory in searched:
-        images, labels = _find_idx(directory, images_name), _find_idx(directory, labels_name)
+def _find_idx_pair(directories: list[Path], dataset: str, train: bool) -> tuple[Path, Path] | None:
+    for directory in directories:
+        images, labels = (_find_idx(directory, dataset, name) for name in _IDX_FILES[train])
         if images and labels:
-            break
-    else:
-        if data_dir:
-            raise DataUnavailable(f"no {dataset} IDX files in {data_dir}")
-        try:
-            import torchvision
+            return images, labels
+    return None
 
-            getattr(torchvision.datasets, _TORCHVISION[dataset])(
-                str(DEFAULT_ROOT), train=train, download=True
-            )
-        except Exception as error:
+
+def _idx_dataset(dataset: str, train: bool, data_dir: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    root = Path(data_dir) if data_dir else DEFAULT_ROOT
+    searched = [root] if data_dir or dataset != "fashion_mnist" else [FASHION_MNIST_DEBIAN, root]
+    found = _find_idx_pair(searched, dataset, train)
+    if found is None:
+        error = _download(_TORCHVISION[dataset], root, train)
+        found = _find_idx_pair([root], dataset, train)
+        if found is None:
+            reason = f"download failed: {type(error).__name__}" if error else "download left no files"
             hint = "apt-get install dataset-fashion-mnist, or " if dataset == "fashion_mnist" else ""
             raise DataUnavailable(
-                f"{dataset} not found in {', '.join(map(str, searched))} and could not be downloaded "
-                f"({type(error).__name__}); {hint}pass --data-dir"
-            ) from None
-        images, labels = _find_idx(DEFAULT_ROOT, images_name), _find_idx(DEFAULT_ROOT, labels_name)
-    x, y = read_idx(images), read_idx(labels)
-    if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
+                f"{dataset} IDX files not found in {' or '.join(map(str, searched))} ({reason}); "
+                f"{hint}pass --data-dir (or set EARLYPHASE_DATA_DIR) with the IDX files"
+            )
+    x, y = (_read_idx(path) for path in found)
+    _, height, width = INFO[dataset].shape
+    if x.ndim != 3 or x.shape[1:] != (height, width) or y.ndim != 1 or len(x) != len(y):
         raise DataUnavailable(f"{dataset}: images {x.shape} and labels {y.shape} do not match")
+    if y.size and y.max() >= INFO[dataset].num_classes:
+        raise DataUnavailable(f"{dataset}: {found[1]} holds label {y.max()}, beyond its classes")
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
 
-# --- synthetic: fixed class prototypes plus per-example noise -----------------------------------
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+# --- synthetic: fixed class prototypes plus per-example noise ------------------------------------
 
 SYNTHETIC_SIZES = {True: 4096, False: 1024}
-SYNTHETIC_SIGNAL, SYNTHETIC_NOISE = 14.0, 80.0  # nearest-prototype accuracy ≈ 0.85: learnable, not trivial
+SYNTHETIC_SIGNAL, SYNTHETIC_NOISE = 14.0, 80.0  # pixel units: learnable, far from trivially separable
 
 
 def _synthetic(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed random per-class prototype images plus Gaussian noise per example, clipped to uint8."""
     info = INFO["synthetic"]
     uniform = torch.rand((info.num_classes, *info.shape), generator=torch.Generator().manual_seed(0))
     prototypes = 128 + (2 * uniform - 1) * SYNTHETIC_SIGNAL
@@ -209,18 +255,19 @@ class TrainData:
         self.device = torch.device(device)
         self.info = INFO[spec.dataset]
         self.augment = self.info.default_augment if spec.augment is None else spec.augment
-        train_x, self.train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
+        self.train_x, self.train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
         self.test_x, self.test_y = (t.to(self.device) for t in load_split(spec.dataset, False, data_dir))
-        self.train_x = train_x
-        self.padded_x = torch.nn.functional.pad(train_x, (PAD,) * 4) if self.augment else None
-        self.train_size = len(train_x)
+        # Zero padding in uint8 (black), applied once to the whole train set; crops index into it.
+        self.padded_x = torch.nn.functional.pad(self.train_x, (PAD,) * 4) if self.augment else None
+        self.train_size = len(self.train_x)
         self.iterations_per_epoch = -(-self.train_size // spec.batch_size)
-        self._mean = torch.tensor(self.info.mean, device=self.device).view(1, -1, 1, 1) * 255
-        self._std = torch.tensor(self.info.std, device=self.device).view(1, -1, 1, 1) * 255
+        channels = len(self.info.mean)
+        self._mean = torch.tensor(self.info.mean, device=self.device).view(1, channels, 1, 1)
+        self._std = torch.tensor(self.info.std, device=self.device).view(1, channels, 1, 1)
         self._epoch: int | None = None
 
     def _draw_epoch(self, epoch: int) -> None:
-        """The epoch's permutation and augmentation draws, from a generator seeded by (seed, epoch)."""
+        """The epoch's permutation and augmentation draws, from a CPU generator seeded by (seed, epoch)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         n = self.train_size
         self._order = torch.randperm(n, generator=g).to(self.device)
@@ -231,6 +278,8 @@ class TrainData:
 
     def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float32 images and int64 labels of the step at ``iteration``."""
+        if iteration < 0:
+            raise SpecError(f"iteration must be >= 0, got {iteration}")
         epoch, position = divmod(iteration, self.iterations_per_epoch)
         if epoch != self._epoch:
             self._draw_epoch(epoch)
@@ -245,16 +294,17 @@ class TrainData:
         return self._normalise(x), self.train_y[index]
 
     def _crop(self, padded: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        """Per-example crops of size H×W at offsets ``shift`` (rows, cols) of the padded images."""
-        b, c, _, width_padded = padded.shape
-        h, w = self.info.shape[1:]
+        """Per-example H×W crops of the padded images at offsets ``shift`` (row, column)."""
+        b, c, _, padded_width = padded.shape
+        h, w = self.train_x.shape[2:]
         rows = (shift[:, 0:1] + torch.arange(h, device=self.device)).view(b, 1, h, 1)
-        x = padded.gather(2, rows.expand(b, c, h, width_padded))
+        x = padded.gather(2, rows.expand(b, c, h, padded_width))
         cols = (shift[:, 1:2] + torch.arange(w, device=self.device)).view(b, 1, 1, w)
         return x.gather(3, cols.expand(b, c, h, w))
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - self._mean) / self._std
+        """uint8 → float32 ``(x / 255 - mean) / std``; channels_last on CUDA."""
+        x = x.float().div_(255).sub_(self._mean).div_(self._std)
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
 
     def eval_batches(
@@ -263,6 +313,10 @@ class TrainData:
         """Un-augmented, normalised batches covering the whole split in order."""
         if split not in ("test", "train"):
             raise SpecError(f"split must be 'test' or 'train', got {split!r}")
+        if batch_size < 1:
+            raise SpecError(f"batch_size must be positive, got {batch_size}")
         x, y = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
-        for start in range(0, len(x), batch_size):
-            yield self._normalise(x[start : start + batch_size]), y[start : start + batch_size]
+        return (
+            (self._normalise(x[i : i + batch_size]), y[i : i + batch_size])
+            for i in range(0, len(x), batch_size)
+        )

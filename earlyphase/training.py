@@ -113,7 +113,7 @@ def train(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
-        params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, foreach=True
+        params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, fused=True
     )
     masked_params, mask_values = [], []
     if mask is not None:
