@@ -1,4 +1,4 @@
-"""Loading and aggregating the tidy tables: results.csv and telemetry.csv."""
+"""Loading and aggregating the tidy tables: results.csv and telemetry.csv (pandas only)."""
 
 from __future__ import annotations
 
@@ -6,52 +6,113 @@ from pathlib import Path
 
 import pandas as pd
 
-REQUIRED = {"stage", "seed", "rewind_iteration", "intervention", "level", "density", "test_accuracy"}
+REQUIRED = {
+    "trial_id", "stage", "seed", "rewind_iteration", "intervention", "level", "density", "test_accuracy",
+}  # fmt: skip
+TELEMETRY_REQUIRED = {"seed", "iteration", "metric", "group", "value"}
 LINE_KEYS = ["rewind_iteration", "intervention"]
+BASELINES = ("random_prune", "random_prune_layerwise", "random_reinit")
+TRACKED_PREFIX = "weight_"
 
 
-def load_results(experiment_dir: str | Path) -> pd.DataFrame:
-    path = Path(experiment_dir) / "results.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"no results.csv in {experiment_dir}")
-    table = pd.read_csv(path)
-    missing = REQUIRED - set(table.columns)
+def _read(path: Path, required: set[str]) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    missing = required - set(table.columns)
     if missing:
         raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    if table.empty:
+        raise ValueError(f"{path} has no rows")
     return table
 
 
+def load_results(experiment_dir: str | Path) -> pd.DataFrame:
+    """The results table of an experiment directory; one-line errors if it is missing or malformed."""
+    path = Path(experiment_dir) / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results.csv in {experiment_dir}")
+    table = _read(path, REQUIRED)
+    table["rewind_iteration"] = table["rewind_iteration"].astype("Int64")
+    table["intervention"] = table["intervention"].fillna("none")
+    return table
+
+
+def load_telemetry(experiment_dir: str | Path) -> pd.DataFrame | None:
+    """The telemetry table of an experiment directory, or None if it has none."""
+    path = Path(experiment_dir) / "telemetry.csv"
+    return _read(path, TELEMETRY_REQUIRED) if path.is_file() else None
+
+
 def imp_curves(results: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy mean ± std over seeds per (rewind k, intervention, level), with the mean
-    density; the dense run is level 0 of every rewind iteration's IMP line."""
+    """Test accuracy mean ± std over seeds per (rewind_iteration, intervention, level), with the
+    mean density and n_seeds. The dense rows are level 0 of every rewind iteration's IMP line
+    (intervention "none"); branch lines start at level 1. std is 0 for a single seed."""
     lines = results[results.stage != "dense"]
     dense = results[results.stage == "dense"]
     imp_ks = lines.loc[lines.intervention == "none", "rewind_iteration"].dropna().unique()
-    level0 = [dense.assign(rewind_iteration=k, intervention="none") for k in imp_ks]
+    level0 = [dense.assign(rewind_iteration=k, intervention="none", level=0) for k in imp_ks]
     rows = pd.concat([*level0, lines], ignore_index=True)
     rows["rewind_iteration"] = rows["rewind_iteration"].astype("Int64")
     curves = rows.groupby([*LINE_KEYS, "level"], as_index=False).agg(
         density=("density", "mean"),
         accuracy_mean=("test_accuracy", "mean"),
         accuracy_std=("test_accuracy", "std"),
-        seeds=("seed", "nunique"),
+        n_seeds=("seed", "nunique"),
     )
     curves["accuracy_std"] = curves["accuracy_std"].fillna(0.0)
     return curves.sort_values([*LINE_KEYS, "level"], ignore_index=True)
 
 
+def dense_accuracy(curves: pd.DataFrame) -> float:
+    """Mean dense test accuracy: level 0 of the IMP lines (NaN if there is none)."""
+    return float(curves.loc[(curves.intervention == "none") & (curves.level == 0), "accuracy_mean"].mean())
+
+
+def matching_density(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
+    """Per rewind iteration, the deepest IMP level reached before the mean accuracy first falls more
+    than ``tolerance`` (1 percentage point) below dense: the paper's "matches dense" criterion.
+    Level 0 (density 1) means that already level 1 falls below dense."""
+    imp = curves[curves.intervention == "none"]
+    rows = []
+    for k, line in imp.groupby("rewind_iteration", sort=True):
+        line = line.sort_values("level")
+        dense = line.accuracy_mean.iloc[0]
+        failing = line.level[line.accuracy_mean < dense - tolerance]
+        matched = line[line.level < failing.min()] if len(failing) else line
+        last = matched.iloc[-1]
+        rows.append(
+            {
+                "rewind_iteration": int(k),
+                "level": int(last.level),
+                "density": float(last.density),
+                "accuracy": float(last.accuracy_mean),
+            }
+        )
+    return pd.DataFrame(rows, columns=["rewind_iteration", "level", "density", "accuracy"])
+
+
 def line_label(rewind_iteration, intervention: str) -> str:
-    return f"k={rewind_iteration}" if intervention == "none" else f"k={rewind_iteration} {intervention}"
+    """A line's name in tables: ``IMP k=500`` or ``random_prune k=500``."""
+    return f"{'IMP' if intervention == 'none' else intervention} k={rewind_iteration}"
+
+
+def _line_order(curves: pd.DataFrame) -> list[tuple]:
+    """IMP lines by k, then baselines, then the other interventions, each by k."""
+    rank = {"none": 0, **{b: 1 for b in BASELINES}}
+    lines = curves[LINE_KEYS].drop_duplicates().itertuples(index=False, name=None)
+    return sorted(lines, key=lambda line: (rank.get(line[1], 2), line[1], line[0]))
 
 
 def markdown_table(curves: pd.DataFrame) -> str:
-    """Rows: level and density; columns: one per line (IMP at each k, then each branch);
+    """Rows: level and density; columns: one per line (IMP at each k, baselines, interventions);
     cells: test accuracy in percent, mean ± std over seeds."""
     curves = curves.assign(
         line=[line_label(k, i) for k, i in zip(curves.rewind_iteration, curves.intervention)],
         cell=[f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(curves.accuracy_mean, curves.accuracy_std)],
     )
-    order = list(dict.fromkeys(curves.sort_values(["intervention", "rewind_iteration"], key=_imp_first).line))
+    order = [line_label(k, i) for k, i in _line_order(curves)]
     density = curves.groupby("level").density.mean()
     pivot = curves.pivot(index="level", columns="line", values="cell")[order].fillna("")
     header = "| level | density % | " + " | ".join(order) + " |"
@@ -63,5 +124,15 @@ def markdown_table(curves: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def _imp_first(column: pd.Series) -> pd.Series:
-    return column.map(lambda v: "" if v == "none" else v) if column.name == "intervention" else column
+def telemetry_curves(telemetry: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds of each (metric, group, iteration), with n_seeds. The tracked weights
+    (``weight_i``) are different weights in each seed, so they are not averaged: they come from
+    the lowest seed alone (std 0, n_seeds 1)."""
+    tracked = telemetry.metric.str.startswith(TRACKED_PREFIX)
+    lowest = telemetry.seed == telemetry.seed.min()
+    rows = telemetry[~tracked | lowest]
+    curves = rows.groupby(["metric", "group", "iteration"], as_index=False).agg(
+        mean=("value", "mean"), std=("value", "std"), n_seeds=("seed", "nunique")
+    )
+    curves["std"] = curves["std"].fillna(0.0)
+    return curves.sort_values(["metric", "group", "iteration"], ignore_index=True)

@@ -1,0 +1,181 @@
+"""The paper's figures as PNGs, drawn with matplotlib's object API (Agg canvas, no pyplot state).
+
+Each function takes a table from :mod:`earlyphase.analysis.tables` and a path, and returns the
+path it saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
+
+from earlyphase.analysis.tables import BASELINES, TRACKED_PREFIX, dense_accuracy
+
+BASELINE_STYLE = {"random_prune": "--", "random_prune_layerwise": (0, (5, 2, 1, 2)), "random_reinit": "-."}
+BASELINE_NAME = {
+    "random_prune": "random pruning",
+    "random_prune_layerwise": "random pruning (layerwise)",
+    "random_reinit": "random reinit",
+}
+GROUP_STYLE = {"all": "-", "kept": "--", "pruned": ":"}
+MAX_TICKS = 10
+# Figure 3's panels: title and the metrics drawn in each (those absent from the table are skipped).
+TELEMETRY_PANELS = [
+    ("accuracy", ["train_accuracy", "test_accuracy"]),
+    ("loss", ["train_loss", "test_loss"]),
+    ("mean |w|", ["mean_abs_weight"]),
+    ("fraction of signs flipped vs w₀", ["sign_flip_fraction"]),
+    ("gradient norm", ["grad_norm"]),
+    ("L2 distance", ["distance_to_init", "distance_to_final"]),
+    ("cosine similarity", ["cosine_to_init", "cosine_to_final"]),
+    ("tracked weights", [TRACKED_PREFIX]),
+]
+
+
+def _save(figure: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=150, bbox_inches="tight")
+    return path
+
+
+def _tick_label(percent: float) -> str:
+    return f"{percent:.0f}" if percent >= 99.95 else f"{percent:.1f}" if percent >= 1 else f"{percent:.2g}"
+
+
+def _density_axis(ax: Axes, curves: pd.DataFrame) -> None:
+    """Log-scale density in percent, reversed (100% on the left), ticked at the levels' densities
+    (every n-th level when there are more than MAX_TICKS)."""
+    percents = 100 * curves.groupby("level").density.mean().sort_index().to_numpy()
+    ticks = percents[:: int(np.ceil(len(percents) / MAX_TICKS))]
+    ax.set_xscale("log")
+    ax.set_xlim(percents.max() * 1.08, percents.min() / 1.08)
+    ax.set_xticks(ticks, [_tick_label(t) for t in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("percent of weights remaining")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+
+
+def _line(ax: Axes, line: pd.DataFrame, band: bool = True, **style) -> None:
+    x, mean, std = 100 * line.density, 100 * line.accuracy_mean, 100 * line.accuracy_std
+    (drawn,) = ax.plot(x, mean, marker="o", markersize=3, **style)
+    if band:
+        ax.fill_between(x, mean - std, mean + std, color=drawn.get_color(), alpha=0.15, linewidth=0)
+
+
+def _dense_line(ax: Axes, curves: pd.DataFrame) -> None:
+    dense = dense_accuracy(curves)
+    if not np.isnan(dense):
+        ax.axhline(100 * dense, color="grey", linestyle=":", linewidth=1.2, label="dense")
+
+
+def _rewind_colors(ks) -> dict:
+    """Rewind iterations in increasing order along viridis (dark = early)."""
+    ks = sorted(ks)
+    return {k: colormaps["viridis"](v) for k, v in zip(ks, np.linspace(0.0, 0.85, len(ks)))}
+
+
+def _line_data(curves: pd.DataFrame, k, intervention: str) -> pd.DataFrame:
+    return curves[(curves.rewind_iteration == k) & (curves.intervention == intervention)].sort_values("level")
+
+
+def accuracy_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
+    """Figure 1: test accuracy vs density; IMP rewound to each k (solid, ±std band), the random
+    pruning / reinitialisation baselines (dashed / dash-dotted, coloured by their k) and mean dense
+    accuracy (dotted)."""
+    figure = Figure(figsize=(7, 4.5))
+    ax = figure.add_subplot()
+    imp_ks = sorted(curves.loc[curves.intervention == "none", "rewind_iteration"].unique())
+    colors = _rewind_colors(curves.rewind_iteration.unique())
+    for k in imp_ks:
+        _line(ax, _line_data(curves, k, "none"), color=colors[k], label=f"IMP, rewind to k={k}")
+    for baseline in BASELINES:
+        for k in sorted(curves.loc[curves.intervention == baseline, "rewind_iteration"].unique()):
+            label = f"{BASELINE_NAME[baseline]} (k={k})"
+            style = {"color": colors[k], "linestyle": BASELINE_STYLE[baseline], "label": label}
+            _line(ax, _line_data(curves, k, baseline), **style)
+    _dense_line(ax, curves)
+    _density_axis(ax, curves)
+    ax.set_title("IMP with rewinding: test accuracy vs sparsity")
+    ax.legend(fontsize=8, loc="lower left")
+    return _save(figure, path)
+
+
+def interventions_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
+    """Figures 4–6: one panel per rewind iteration k that has interventions, one line per
+    intervention (the random baselines are in :func:`accuracy_vs_density`, not here), with IMP
+    rewound to k (black) and to 0 (grey, when k=0 was run) as references, and dense (dotted)."""
+    others = curves[~curves.intervention.isin(("none", *BASELINES))]
+    ks = sorted(others.rewind_iteration.unique())
+    names = sorted(others.intervention.unique())
+    colors = dict(zip(names, _cycle(len(names))))
+    figure = Figure(figsize=(7 * len(ks), 4.5))
+    axes = figure.subplots(1, len(ks), squeeze=False, sharey=True)[0]
+    for ax, k in zip(axes, ks):
+        for name in sorted(others.loc[others.rewind_iteration == k, "intervention"].unique()):
+            _line(ax, _line_data(curves, k, name), color=colors[name], label=name)
+        references = [(k, "black")] + ([(0, "grey")] if k != 0 else [])
+        for ref_k, color in references:
+            ref = _line_data(curves, ref_k, "none")
+            if len(ref):
+                _line(ax, ref, band=False, color=color, linewidth=2, label=f"IMP, rewind to k={ref_k}")
+        _dense_line(ax, curves)
+        _density_axis(ax, curves)
+        ax.set_title(f"Interventions on the IMP subnetwork at k={k}")
+        ax.legend(fontsize=8, loc="lower left")
+    return _save(figure, path)
+
+
+def _cycle(n: int) -> list[str]:
+    return [f"C{i % 10}" for i in range(n)]
+
+
+def telemetry_figure(telemetry: pd.DataFrame, path: str | Path) -> Path:
+    """Figure 3: one panel per metric family over training iterations (mean ± std over seeds).
+    The x-axis is symlog (linear on [0, 1], logarithmic beyond) so iteration 0 is shown; groups
+    are line styles (all solid, kept dashed, pruned dotted); tracked weights are thin lines."""
+    panels = [(title, _panel_rows(telemetry, metrics)) for title, metrics in TELEMETRY_PANELS]
+    panels = [(title, rows) for title, rows in panels if len(rows)]
+    columns = min(4, len(panels))
+    nrows = int(np.ceil(len(panels) / columns))
+    figure = Figure(figsize=(4 * columns, 3.2 * nrows), layout="constrained")
+    axes = figure.subplots(nrows, columns, squeeze=False).ravel()
+    for ax, (title, rows) in zip(axes, panels):
+        tracked = title == "tracked weights"
+        for i, ((metric, group), series) in enumerate(rows.groupby(["metric", "group"], sort=True)):
+            style = {"color": f"C{i % 10}", "linewidth": 0.8} if tracked else _metric_style(rows, metric)
+            label = None if tracked else metric if group == "all" else f"{metric} ({group})"
+            (drawn,) = ax.plot(
+                series.iteration, series["mean"], linestyle=GROUP_STYLE.get(group, "-"), label=label, **style
+            )
+            if not tracked and (series.n_seeds > 1).any():
+                low, high = series["mean"] - series["std"], series["mean"] + series["std"]
+                ax.fill_between(series.iteration, low, high, color=drawn.get_color(), alpha=0.15, linewidth=0)
+        ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+        ax.set_xlim(left=0)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.grid(True, alpha=0.3)
+        if not tracked:
+            ax.legend(fontsize=7)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    return _save(figure, path)
+
+
+def _panel_rows(telemetry: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    if metrics == [TRACKED_PREFIX]:
+        return telemetry[telemetry.metric.str.startswith(TRACKED_PREFIX)]
+    return telemetry[telemetry.metric.isin(metrics)]
+
+
+def _metric_style(rows: pd.DataFrame, metric: str) -> dict:
+    """One colour per metric of a panel (e.g. train vs test), the same across its groups."""
+    return {"color": f"C{sorted(rows.metric.unique()).index(metric)}", "linewidth": 1.4}

@@ -1,0 +1,194 @@
+"""Analysis of a hand-written experiment: aggregation, tables, the "matches dense" criterion, the
+report's files and its refusal of bad input."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from earlyphase.analysis import tables
+from earlyphase.analysis.report import main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SEEDS = (1, 2)
+SPREAD = {1: -0.005, 2: +0.005}  # seed offsets: every mean ± std is m ± 0.707 percentage points
+DENSE = 0.90
+# Mean accuracy per level 1..4. Dense is 90%: k=500 stays within 1 point down to level 3 (51.2%);
+# k=0 stays only at level 1 (80%): its level 3 is within 1 point again, but after a level below.
+MEANS = {
+    (500, "none"): [0.905, 0.900, 0.895, 0.870],
+    (0, "none"): [0.895, 0.880, 0.891, 0.850],
+    (500, "random_prune"): [0.880, 0.850, 0.800, 0.700],
+    (500, "random_reinit"): [0.870, 0.840, 0.790, 0.690],
+    (500, "permute_layer"): [0.860, 0.820, 0.760, 0.650],
+}
+
+
+def _row(seed, stage, k, intervention, level, accuracy):
+    density = 0.8**level
+    return {
+        "experiment": "hand",
+        "trial_id": f"{stage}-{seed}-{k}-{intervention}",
+        "stage": stage,
+        "seed": seed,
+        "model": "resnet20",
+        "dataset": "cifar10",
+        "rewind_iteration": k,
+        "pretraining": "none",
+        "intervention": intervention,
+        "level": level,
+        "density": density,
+        "sparsity": 1 - density,
+        "test_accuracy": accuracy + SPREAD[seed],
+        "test_loss": 0.3,
+        "train_loss": 0.1,
+        "iterations": 1000,
+        "wall_time_s": 1.0,
+        "spec_key": "abc",
+    }
+
+
+def _results() -> pd.DataFrame:
+    rows = [_row(seed, "dense", None, "none", 0, DENSE) for seed in SEEDS]
+    for (k, intervention), means in MEANS.items():
+        stage = "imp" if intervention == "none" else "branch"
+        rows += [
+            _row(seed, stage, k, intervention, level, mean)
+            for seed in SEEDS
+            for level, mean in enumerate(means, start=1)
+        ]
+    return pd.DataFrame(rows)
+
+
+def _telemetry() -> pd.DataFrame:
+    rows = []
+    for seed in SEEDS:
+        for t in (0, 1, 2, 10, 100, 1000):
+            values = [
+                ("test_accuracy", "all", 0.1 + t / 2000 + SPREAD[seed]),
+                ("train_loss", "all", 2.3 - t / 1000),
+            ]
+            values += [(f"weight_{i}", "all", seed * 0.01 * i + t * 1e-5) for i in range(3)]
+            values += [("mean_abs_weight", g, 0.05 + seed * 0.001) for g in ("all", "kept", "pruned")]
+            values += [("distance_to_init", g, t * 0.01) for g in ("all", "kept", "pruned")]
+            rows += [
+                {"experiment": "hand", "trial_id": f"t{seed}", "seed": seed, "model": "resnet20",
+                 "dataset": "cifar10", "iteration": t, "metric": m, "group": g, "value": v}
+                for m, g, v in values
+            ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    directory = tmp_path / "hand"
+    directory.mkdir()
+    _results().to_csv(directory / "results.csv", index=False)
+    _telemetry().to_csv(directory / "telemetry.csv", index=False)
+    return directory
+
+
+def _line(curves, k, intervention):
+    return curves[(curves.rewind_iteration == k) & (curves.intervention == intervention)].set_index("level")
+
+
+def test_imp_curves_are_seed_means_with_dense_as_level_0(experiment):
+    curves = tables.imp_curves(tables.load_results(experiment))
+    std = pytest.approx(0.01 / 2**0.5)
+    for (k, intervention), means in MEANS.items():
+        line = _line(curves, k, intervention)
+        levels = [0, 1, 2, 3, 4] if intervention == "none" else [1, 2, 3, 4]
+        assert list(line.index) == levels
+        expected = [DENSE, *means] if intervention == "none" else means
+        assert list(line.accuracy_mean) == pytest.approx(expected)
+        assert list(line.accuracy_std) == [std] * len(levels)
+        assert list(line.density) == pytest.approx([0.8**level for level in levels])
+        assert set(line.n_seeds) == {2}
+    assert tables.dense_accuracy(curves) == pytest.approx(DENSE)
+
+
+def test_markdown_table_has_a_column_per_line_and_percent_cells(experiment):
+    table = tables.markdown_table(tables.imp_curves(tables.load_results(experiment)))
+    header, rule, *body = table.splitlines()
+    assert header == (
+        "| level | density % | IMP k=0 | IMP k=500 | random_prune k=500 | random_reinit k=500 "
+        "| permute_layer k=500 |"
+    )
+    assert body[0] == "| 0 | 100.0 | 90.00 ± 0.71 | 90.00 ± 0.71 |  |  |  |"
+    assert (
+        body[3] == "| 3 | 51.2 | 89.10 ± 0.71 | 89.50 ± 0.71 | 80.00 ± 0.71 | 79.00 ± 0.71 | 76.00 ± 0.71 |"
+    )
+    assert len(body) == 5
+
+
+def test_matching_density_is_the_last_level_before_falling_below_dense(experiment):
+    matches = tables.matching_density(tables.imp_curves(tables.load_results(experiment)))
+    assert matches.rewind_iteration.tolist() == [0, 500]
+    assert matches.level.tolist() == [1, 3]
+    assert matches.density.tolist() == pytest.approx([0.8, 0.512])
+
+
+def test_telemetry_curves_average_seeds_but_not_tracked_weights(experiment):
+    curves = tables.telemetry_curves(tables.load_telemetry(experiment)).set_index(
+        ["metric", "group", "iteration"]
+    )
+    accuracy = curves.loc[("test_accuracy", "all", 1000)]
+    assert accuracy["mean"] == pytest.approx(0.6)
+    assert accuracy["std"] == pytest.approx(0.01 / 2**0.5)
+    assert accuracy["n_seeds"] == 2
+    weight = curves.loc[("weight_2", "all", 100)]
+    assert (weight["mean"], weight["std"], weight["n_seeds"]) == (pytest.approx(0.02 + 1e-3), 0.0, 1)
+    assert set(curves.loc["mean_abs_weight"].index.get_level_values("group")) == {"all", "kept", "pruned"}
+
+
+def test_missing_telemetry_is_none(tmp_path):
+    assert tables.load_telemetry(tmp_path) is None
+
+
+def test_load_results_names_missing_columns(tmp_path):
+    _results().drop(columns=["density"]).to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(ValueError, match=r"lacks the columns \['density'\]"):
+        tables.load_results(tmp_path)
+
+
+def _is_png(path) -> bool:
+    return path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 10_000
+
+
+def test_report_writes_figures_tables_and_summary(experiment, capsys):
+    assert main([str(experiment)]) == 0
+    out = experiment / "report"
+    pngs = ["accuracy_vs_density.png", "interventions_vs_density.png", "telemetry.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*pngs, "report.md"])
+    assert all(_is_png(out / name) for name in pngs)
+    report = (out / "report.md").read_text()
+    assert "- rewind to k=0: 80.0% density (level 1, 89.50%)" in report
+    assert "- rewind to k=500: 51.2% density (level 3, 89.50%)" in report
+    assert "- 2 seed(s), 12 trials, 42 rows" in report
+    assert "| 4 | 41.0 | 87.00 ± 0.71 | 65.00 ± 0.71 |" in report  # IMP k=500 beside permute_layer
+    assert all(f"]({name})" in report for name in pngs)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"wrote {out / name}" for name in [*pngs, "report.md"]]
+
+
+def test_report_without_branches_or_telemetry_draws_only_figure_1(experiment, tmp_path):
+    results = tables.load_results(experiment)
+    (experiment / "telemetry.csv").unlink()
+    results[results.intervention == "none"].to_csv(experiment / "results.csv", index=False)
+    assert main([str(experiment), "--out", str(tmp_path / "elsewhere")]) == 0
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == [
+        "accuracy_vs_density.png",
+        "report.md",
+    ]
+
+
+@pytest.mark.parametrize("make_dir", [False, True])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, make_dir):
+    target = tmp_path / "missing"
+    if make_dir:
+        target.mkdir()
+    assert main([str(target)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("report: ")
+    assert ("no results.csv" in error) if make_dir else ("no experiment directory" in error)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == (["missing"] if make_dir else [])
