@@ -116,11 +116,12 @@ def interventions_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
     ks = sorted(others.rewind_iteration.unique())
     names = sorted(others.intervention.unique())
     colors = dict(zip(names, _cycle(len(names))))
-    figure = Figure(figsize=(7 * len(ks), 4.5))
+    figure = Figure(figsize=(9 * len(ks), 4.8), layout="constrained")
     axes = figure.subplots(1, len(ks), squeeze=False, sharey=True)[0]
     for ax, k in zip(axes, ks):
         for name in sorted(others.loc[others.rewind_iteration == k, "intervention"].unique()):
-            _line(ax, _line_data(curves, k, name), color=colors[name], label=name)
+            style = next((s for prefix, s in FAMILY_STYLE.items() if name.startswith(prefix)), "-")
+            _line(ax, _line_data(curves, k, name), color=colors[name], linestyle=style, label=name)
         references = [(k, "black")] + ([(0, "grey")] if k != 0 else [])
         for ref_k, color in references:
             ref = _line_data(curves, ref_k, "none")
@@ -129,12 +130,18 @@ def interventions_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
         _dense_line(ax, curves)
         _density_axis(ax, curves)
         ax.set_title(f"Interventions on the IMP subnetwork at k={k}")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(figure, path)
 
 
-def _cycle(n: int) -> list[str]:
-    return [f"C{i % 10}" for i in range(n)]
+# one line style per family of interventions, so colours need only tell members apart
+FAMILY_STYLE = {"signs_": "-", "permute_": "--", "noise_": ":", "random_": "-."}
+_TAB20_WITHOUT_GREYS = [i for i in range(20) if i not in (14, 15)]  # grey is the k=0 reference
+
+
+def _cycle(n: int) -> list:
+    tab20 = colormaps["tab20"]
+    return [tab20(_TAB20_WITHOUT_GREYS[i % len(_TAB20_WITHOUT_GREYS)]) for i in range(n)]
 
 
 def telemetry_figure(telemetry: pd.DataFrame, path: str | Path) -> Path:

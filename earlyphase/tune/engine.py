@@ -85,20 +85,25 @@ def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
     base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
     grids = {"dense": _run_stage("dense", dense_trial, sweep.dense_trials(), base, execution)}
     dense_refs = _share_dense(grids["dense"])
+    branches = sweep.branch_trials()
+    split = sweep.telemetry is not None and sweep.telemetry.split_level > 0
     mask_refs: dict = {}
     if sweep.levels:
         imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
         grids["imp"] = _run_stage("imp", imp, sweep.imp_trials(), {**base, "levels": sweep.levels}, execution)
-        mask_refs = _share_masks(grids["imp"])
-    if sweep.branch_trials():
+        if branches or split:
+            mask_refs = _share_masks(grids["imp"])
+    if branches:
         branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
-        grids["branch"] = _run_stage("branch", branch, sweep.branch_trials(), base, execution)
+        grids["branch"] = _run_stage("branch", branch, branches, base, execution)
     if sweep.telemetry:
         observe = tune.with_parameters(telemetry_trial, mask_refs=mask_refs)
         config = {**base, "telemetry": sweep.telemetry.to_json()}
-        telemetry = _run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
-        table = telemetry_table(telemetry, sweep, execution.name)
-        storage.write_text(storage.join(execution.experiment_dir, "telemetry.csv"), table.to_csv(index=False))
+        observed = _run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
+        telemetry = telemetry_table(observed, sweep, execution.name)
+        storage.write_text(
+            storage.join(execution.experiment_dir, "telemetry.csv"), telemetry.to_csv(index=False)
+        )
     table = results_table(grids, sweep, execution.name)
     storage.write_text(storage.join(execution.experiment_dir, "results.csv"), table.to_csv(index=False))
     return table

@@ -34,22 +34,24 @@ def _setup(config: dict) -> IMP:
     return IMP(RunSpec.from_json(config["spec"]), config["trial"]["seed"], data_dir=config.get("data_dir"))
 
 
+def _tensorboard(subdirectory: str):
+    """A TensorBoard writer in the trial's directory (synced to storage with the trial)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return contextlib.closing(SummaryWriter(os.path.join(tune.get_context().get_trial_dir(), subdirectory)))
+
+
 @contextlib.contextmanager
 def _curve_writer(level_prefix: str):
     """Per-iteration curves (train loss/accuracy, lr, test metrics) into the trial's TensorBoard log."""
-    from torch.utils.tensorboard import SummaryWriter
+    with _tensorboard("curves") as writer:
 
-    writer = SummaryWriter(os.path.join(tune.get_context().get_trial_dir(), "curves"))
+        def on_log(row: dict[str, float]) -> None:
+            for key, value in row.items():
+                if key != "iteration":
+                    writer.add_scalar(f"{level_prefix}/{key}", value, int(row["iteration"]))
 
-    def on_log(row: dict[str, float]) -> None:
-        for key, value in row.items():
-            if key != "iteration":
-                writer.add_scalar(f"{level_prefix}/{key}", value, int(row["iteration"]))
-
-    try:
         yield on_log
-    finally:
-        writer.close()
 
 
 def _report(run: LevelRun, checkpoint_payload: dict | None = None, **extra) -> None:
