@@ -21,7 +21,10 @@ from earlyphase.models import build_model
 from earlyphase.specs import RunSpec
 from earlyphase.training import State, TrainResult, capture_state, train, training_device
 
-REINIT_SEED_OFFSET = 1_000_000  # fresh initialisations for branches draw from seed + this
+# Random draws of branches (fresh inits, random masks, permutations, noise) use seed + this: the
+# same for every level and k of a seed, so e.g. random masks of deeper levels nest in shallower ones
+# and baselines at different k differ only by k.
+REINIT_SEED_OFFSET = 1_000_000
 
 
 @dataclass
