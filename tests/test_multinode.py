@@ -3,12 +3,14 @@ the object store across nodes; the fake_multinode autoscaler adds GPU workers on
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import ray
+import yaml
 from raytools import ROOT, assert_complete, listening_addresses, non_loopback, sweep_command, sweep_env
 
 from earlyphase.tune.connect import LOOPBACK, loopback_environment
@@ -54,7 +56,19 @@ def test_trials_run_on_several_nodes_and_fetch_shared_checkpoints(tmp_path):
         cluster.shutdown()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
 def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
+    """Starts a fake_multinode cluster with `ray start` on a free port; ends with `ray stop --force`,
+    which stops every Ray on this machine (there is no per-cluster stop)."""
+    address = f"{LOOPBACK}:{_free_port()}"
+    config = yaml.safe_load((ROOT / "tests" / "fake-autoscaler.yaml").read_text())
+    config["provider"]["gcs_address"] = address  # where the fake provider's nodes join
+    (tmp_path / "autoscaler.yaml").write_text(yaml.safe_dump(config))
     env = sweep_env(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
     start = [
         RAY,
@@ -63,12 +77,12 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
         "--node-ip-address",
         LOOPBACK,
         "--port",
-        "6379",
+        address.split(":")[1],
         "--num-cpus",
         "1",
         "--include-dashboard",
         "false",
-        f"--autoscaling-config={ROOT / 'tests' / 'fake-autoscaler.yaml'}",
+        f"--autoscaling-config={tmp_path / 'autoscaler.yaml'}",
     ]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
     try:
@@ -76,7 +90,7 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
             "--preset",
             "smoke",
             "--address",
-            f"{LOOPBACK}:6379",
+            address,
             "--gpus-per-trial",
             "1",
             "--storage-path",
@@ -90,15 +104,11 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
         assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
         # the head has no GPU: every trial ran on a worker the autoscaler launched for it
         status = subprocess.run(
-            [RAY, "status", "--address", f"{LOOPBACK}:6379"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+            [RAY, "status", "--address", address], env=env, capture_output=True, text=True, timeout=60
         ).stdout
         assert "gpu_worker" in status, status
         head = subprocess.run(
-            [sys.executable, "-c", _HEAD_ID], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _HEAD_ID, address], env=env, capture_output=True, text=True, timeout=120
         ).stdout.strip()
         assert head and head not in set(table.node_id)
     finally:
@@ -106,7 +116,8 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
 
 
 _HEAD_ID = """
+import sys
 import ray
-ray.init(address="127.0.0.1:6379", log_to_driver=False)
+ray.init(address=sys.argv[1], log_to_driver=False)
 print(next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("GPU", 0) == 0 and n["Alive"]))
 """
