@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,10 +161,18 @@ class TrainingSpec(Spec):
 
     def lr_at(self, iteration: int, iterations_per_epoch: int) -> float:
         """The learning rate used by the step that starts at ``iteration``."""
+        return self.lr_schedule(iterations_per_epoch)(iteration)
+
+    def lr_schedule(self, iterations_per_epoch: int) -> Callable[[int], float]:
+        """``lr_at`` with the steps resolved once: iteration → learning rate."""
         warmup = parse_step(self.warmup, iterations_per_epoch)
-        lr = self.lr * min(1.0, (iteration + 1) / warmup) if warmup else self.lr
-        passed = sum(iteration >= parse_step(m, iterations_per_epoch) for m in self.milestones)
-        return lr * self.gamma**passed
+        milestones = [parse_step(m, iterations_per_epoch) for m in self.milestones]
+
+        def lr_at(iteration: int) -> float:
+            lr = self.lr * min(1.0, (iteration + 1) / warmup) if warmup else self.lr
+            return lr * self.gamma ** sum(iteration >= m for m in milestones)
+
+        return lr_at
 
 
 @dataclass(frozen=True)

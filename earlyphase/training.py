@@ -105,6 +105,7 @@ def train(
         raise ValueError(f"cannot train from iteration {start} to {end}")
     device = data.device
     eval_every = parse_step(spec.eval_every, ipe)
+    lr_at = spec.lr_schedule(ipe)
     capture = set(capture)
 
     model.to(device)
@@ -131,7 +132,7 @@ def train(
 
     def log(iteration: int, with_eval: bool) -> None:
         nonlocal seen
-        row: dict[str, float] = {"iteration": iteration, "lr": spec.lr_at(max(iteration - 1, 0), ipe)}
+        row: dict[str, float] = {"iteration": iteration, "lr": lr_at(max(iteration - 1, 0))}
         if seen:
             row["train_loss"] = loss_sum.item() / seen
             row["train_accuracy"] = correct.item() / seen
@@ -148,7 +149,7 @@ def train(
     if start in capture:
         result.captured[start] = capture_state(model)
     for iteration in range(start, end):
-        lr = spec.lr_at(iteration, ipe)
+        lr = lr_at(iteration)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = data.batch(iteration)
