@@ -10,15 +10,15 @@ prunable weights and, given a ``split`` mask, over its kept and pruned weights s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from earlyphase.data import TrainData
 from earlyphase.masks import Mask
+from earlyphase.training import loss_accuracy
 
 COLUMNS = ("iteration", "metric", "group", "value")
 
@@ -56,31 +56,6 @@ def l2_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _flatten(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.detach().flatten().float() for t in tensors])
-
-
-@torch.no_grad()
-def _loss_accuracy(
-    model: nn.Module,
-    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
-    device: torch.device,
-    limit: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and accuracy (0-dim device tensors) over the first ``limit`` examples
-    of ``batches`` (all of them when None)."""
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    count = 0
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for x, y in batches:
-            if limit is not None:
-                x, y = x[: limit - count], y[: limit - count]
-            logits = model(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-            count += len(y)
-            if limit is not None and count >= limit:
-                break
-    return loss_sum / count, correct / count
 
 
 class EarlyPhaseTelemetry:
@@ -159,7 +134,7 @@ class EarlyPhaseTelemetry:
         try:
             for split, limit in (("test", None), ("train", self.train_eval_examples)):
                 batches = self.data.eval_batches(split)
-                loss, accuracy = _loss_accuracy(model, batches, self.device, limit)
+                loss, accuracy = loss_accuracy(model, batches, self.device, limit)
                 metrics += [(f"{split}_loss", "all", loss), (f"{split}_accuracy", "all", accuracy)]
         finally:
             model.train(was_training)

@@ -45,21 +45,39 @@ def _autocast(device: torch.device):
 
 
 @torch.no_grad()
+def loss_accuracy(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    limit: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy and accuracy (0-dim device tensors, no synchronisation) over the first
+    ``limit`` examples of ``batches`` (all of them when None), in the model's current mode."""
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    count = 0
+    with _autocast(device):
+        for x, y in batches:
+            if limit is not None:
+                x, y = x[: limit - count], y[: limit - count]
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            count += len(y)
+            if limit is not None and count >= limit:
+                break
+    return loss_sum / count, correct / count
+
+
 def evaluate(model: nn.Module, data: TrainData, split: str = "test") -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a whole split, un-augmented, in eval mode."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=data.device)
-    correct = torch.zeros((), device=data.device, dtype=torch.long)
-    count = 0
-    with _autocast(data.device):
-        for x, y in data.eval_batches(split):
-            logits = model(x).float()
-            loss_sum += F.cross_entropy(logits, y, reduction="sum")
-            correct += (logits.argmax(1) == y).sum()
-            count += y.numel()
-    model.train(was_training)
-    return loss_sum.item() / count, correct.item() / count
+    try:
+        loss, accuracy = loss_accuracy(model, data.eval_batches(split), data.device)
+    finally:
+        model.train(was_training)
+    return loss.item(), accuracy.item()
 
 
 @dataclass
