@@ -20,7 +20,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from earlyphase.data import INFO, TrainData, load_split
+from earlyphase.catalog import DATASETS
+from earlyphase.data import TrainData, load_split
 from earlyphase.models import build_model
 from earlyphase.specs import DataSpec, ModelSpec, TrainingSpec
 from earlyphase.training import evaluate, train, training_device
@@ -42,7 +43,7 @@ class PerExampleDataset(Dataset):
 
 
 def conventional(args, device, model, data: TrainData, spec: TrainingSpec) -> float:
-    info = INFO[args.dataset]
+    info = DATASETS[args.dataset]
     steps = [transforms.ToTensor(), transforms.Normalize(info.mean, info.std)]
     if data.augment:
         steps = [transforms.RandomCrop(info.shape[1], padding=4), transforms.RandomHorizontalFlip(), *steps]

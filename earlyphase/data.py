@@ -18,12 +18,12 @@ import os
 import pickle
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from earlyphase.catalog import DATASETS, dataset_info
 from earlyphase.errors import DataUnavailable, SpecError
 from earlyphase.specs import DataSpec
 
@@ -32,32 +32,9 @@ FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 PAD = 4  # random crop: pixels of zero padding (value 0 in uint8, i.e. black before normalisation)
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """Static facts of a dataset; ``mean``/``std`` are per channel in [0, 1] pixel units."""
-
-    name: str
-    num_classes: int
-    shape: tuple[int, int, int]  # (C, H, W)
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    default_augment: bool
-
-
-INFO = {
-    "cifar10": DatasetInfo(
-        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True
-    ),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), False),
-    "mnist": DatasetInfo("mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), False),
-    "synthetic": DatasetInfo("synthetic", 10, (3, 16, 16), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False),
-}
-
-
 def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, C, H, W) and int64 labels (N,) on the CPU; cached per process."""
-    if dataset not in INFO:
-        raise SpecError(f"unknown dataset {dataset!r}; choose one of {', '.join(INFO)}")
+    dataset_info(dataset)
     directory = data_dir or os.environ.get("EARLYPHASE_DATA_DIR")
     resolved = str(Path(directory).expanduser().resolve()) if directory else None
     return _load_cached(dataset, train, resolved)
@@ -209,10 +186,10 @@ def _idx_dataset(dataset: str, train: bool, data_dir: str | None) -> tuple[torch
                 f"{hint}pass --data-dir (or set EARLYPHASE_DATA_DIR) with the IDX files"
             )
     x, y = (_read_idx(path) for path in found)
-    _, height, width = INFO[dataset].shape
+    _, height, width = DATASETS[dataset].shape
     if x.ndim != 3 or x.shape[1:] != (height, width) or y.ndim != 1 or len(x) != len(y):
         raise DataUnavailable(f"{dataset}: images {x.shape} and labels {y.shape} do not match")
-    if y.size and y.max() >= INFO[dataset].num_classes:
+    if y.size and y.max() >= DATASETS[dataset].num_classes:
         raise DataUnavailable(f"{dataset}: {found[1]} holds label {y.max()}, beyond its classes")
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
@@ -224,17 +201,16 @@ def _one_line(error: BaseException) -> str:
 
 # --- synthetic: fixed class prototypes plus per-example noise ------------------------------------
 
-SYNTHETIC_SIZES = {True: 4096, False: 1024}
 SYNTHETIC_SIGNAL, SYNTHETIC_NOISE = 14.0, 80.0  # pixel units: learnable, far from trivially separable
 
 
 def _synthetic(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed random per-class prototype images plus Gaussian noise per example, clipped to uint8."""
-    info = INFO["synthetic"]
+    info = DATASETS["synthetic"]
     uniform = torch.rand((info.num_classes, *info.shape), generator=torch.Generator().manual_seed(0))
     prototypes = 128 + (2 * uniform - 1) * SYNTHETIC_SIGNAL
     g = torch.Generator().manual_seed(1 if train else 2)
-    n = SYNTHETIC_SIZES[train]
+    n = info.train_size if train else info.test_size
     labels = torch.randint(info.num_classes, (n,), generator=g)
     noise = torch.randn((n, *info.shape), generator=g) * SYNTHETIC_NOISE
     images = (prototypes[labels] + noise).clamp(0, 255).round().to(torch.uint8)
@@ -253,7 +229,7 @@ class TrainData:
         self.spec = spec
         self.seed = seed
         self.device = torch.device(device)
-        self.info = INFO[spec.dataset]
+        self.info = DATASETS[spec.dataset]
         self.augment = self.info.default_augment if spec.augment is None else spec.augment
         self.train_x, self.train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
         self.test_x, self.test_y = (t.to(self.device) for t in load_split(spec.dataset, False, data_dir))

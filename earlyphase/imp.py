@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning with rewinding (Frankle et al. 2020, EXPERIMENTS.md A1).
+"""Iterative magnitude pruning with rewinding (Frankle et al. 2020, docs/experiments.md A1).
 
 Level 0 is the dense run, which keeps the full state at every rewind iteration k. Level L
 prunes ``fraction`` of the surviving weights by their magnitude at the end of level L-1,

@@ -19,8 +19,7 @@ import torch
 from earlyphase.errors import SpecError
 from earlyphase.masks import Mask, random_prune
 from earlyphase.models import kaiming_std
-
-State = dict[str, torch.Tensor]
+from earlyphase.training import State
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ def add_noise(start: BranchStart, alpha: float) -> tuple[State, Mask]:
 def noise(alpha: float) -> Intervention:
     """Gaussian noise of std alpha × the layer's Kaiming init std added to each kept weight at k.
 
-    The paper's exact noise convention is unverified (EXPERIMENTS.md A3); scaling by each
+    The paper's exact noise convention is unverified (docs/experiments.md, A3); scaling by each
     layer's initialisation std is this reproduction's default."""
 
     def intervention(start: BranchStart) -> tuple[State, Mask]:
@@ -216,7 +215,8 @@ INTERVENTIONS: dict[str, Intervention] = {
     "permute_layer_magnitudes": permute_layer_magnitudes,
     "permute_filter_magnitudes": permute_filter_magnitudes,
 }
-BASELINES = ("random_prune", "random_reinit")
+BASELINES = ("random_prune", "random_reinit")  # Figure 1's baselines: run at every level by default
+RANDOM_BASELINES = ("random_prune", "random_prune_layerwise", "random_reinit")  # drawn as baselines
 NOISE_FORM = "noise_<alpha>"
 _NOISE = re.compile(r"noise_((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 

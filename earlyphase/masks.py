@@ -45,9 +45,6 @@ class Mask(dict[str, torch.Tensor]):
     def sparsity(self) -> float:
         return 1.0 - self.density
 
-    def layer_densities(self) -> dict[str, float]:
-        return {n: float(m.float().mean()) for n, m in self.items()}
-
     def to(self, device: torch.device | str) -> Mask:
         return Mask({n: m.to(device) for n, m in self.items()})
 
@@ -57,10 +54,6 @@ class Mask(dict[str, torch.Tensor]):
         with torch.no_grad():
             for name, keep in self.items():
                 params[name].mul_(keep)
-
-    def apply_to_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A copy of a state dict with the pruned weights zeroed."""
-        return {n: (v * self[n].to(v.device) if n in self else v.clone()) for n, v in state.items()}
 
 
 def magnitude_prune(weights: Mapping[str, torch.Tensor], mask: Mask, fraction: float) -> Mask:

@@ -10,18 +10,15 @@ the run's seed, never from the global RNG.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from earlyphase.catalog import parse_model_name
 from earlyphase.errors import SpecError
 from earlyphase.specs import ModelSpec
 
-FAMILIES = (
-    "resnet{6n+2} (resnet20, resnet56...), vgg{11,13,16,19}, lenet_300_100, mlp_{h1}_{h2}..., conv{2,4,6}"
-)
 _VGG = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
     13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -29,30 +26,6 @@ _VGG = {
     19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512],
 }
 _CONV = {2: [64, 64, "M"], 4: [64, 64, "M", 128, 128, "M"], 6: [64, 64, "M", 128, 128, "M", 256, 256, "M"]}
-
-
-def _parse(name: str) -> tuple[str, list[int]]:
-    if name == "lenet_300_100":
-        return "mlp", [300, 100]
-    patterns = {
-        "resnet": r"resnet([1-9]\d*)",
-        "vgg": r"vgg(11|13|16|19)",
-        "mlp": r"mlp((?:_[1-9]\d*)+)",
-        "conv": r"conv([246])",
-    }
-    for family, pattern in patterns.items():
-        match = re.fullmatch(pattern, name)
-        if match:
-            numbers = [int(x) for x in match.group(1).strip("_").split("_")]
-            if family == "resnet" and (numbers[0] < 8 or (numbers[0] - 2) % 6):
-                break
-            return family, numbers
-    raise SpecError(f"unknown model {name!r}; families: {FAMILIES}")
-
-
-def check_model_name(name: str) -> None:
-    """Raise SpecError unless ``name`` is a known architecture."""
-    _parse(name)
 
 
 def kaiming_std(weight: torch.Tensor) -> float:
@@ -167,7 +140,7 @@ class ConvNet(nn.Module):
 
 def build_model(spec: ModelSpec, num_classes: int, input_shape: tuple[int, int, int], seed: int) -> nn.Module:
     """A freshly initialised model on the CPU, bitwise determined by ``seed``."""
-    family, numbers = _parse(spec.name)
+    family, numbers = parse_model_name(spec.name)
     channels, height, width_px = input_shape
     if family in ("vgg", "conv"):
         side = 2 ** (_VGG if family == "vgg" else _CONV)[numbers[0]].count("M")

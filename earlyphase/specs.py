@@ -1,7 +1,9 @@
 """Frozen dataclass specs: what a run is, as canonical JSON with a content hash as its key.
 
 Steps are written like OpenLTH: ``"160ep"``, ``"500it"``, ``"2ep100it"``; they resolve to
-iterations once the dataset's iterations per epoch are known (:func:`parse_step`).
+iterations once the dataset's iterations per epoch are known (:func:`parse_step`). Every field
+carries a one-line help (and optionally its command-line flag) in its metadata: the command
+line of every entry point is generated from these classes (:mod:`earlyphase.commandline`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from earlyphase.catalog import dataset_info, parse_model_name
 from earlyphase.errors import SpecError
 
 _STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", flag: str | None = None, **kwargs: Any):
+    """A spec field with its one-line ``help`` and, if not the field's name, its ``flag``."""
+    metadata = {"help": help, **({"flag": flag} if flag else {})}
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 def parse_step(step: str | int, iterations_per_epoch: int) -> int:
@@ -63,9 +72,9 @@ class Spec:
         hints = typing.get_type_hints(cls)
         kwargs = {}
         for name, value in values.items():
-            nested = hints[name]
-            if isinstance(value, dict) and isinstance(nested, type) and issubclass(nested, Spec):
-                value = nested.from_dict(value)
+            nested = [t for t in (hints[name], *typing.get_args(hints[name])) if _is_spec(t)]
+            if isinstance(value, dict) and nested:
+                value = nested[0].from_dict(value)
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[name] = value
@@ -77,6 +86,10 @@ class Spec:
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def _is_spec(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, Spec)
 
 
 def canonical_json(value: Any) -> str:
@@ -93,40 +106,35 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {value!r}")
 
 
-TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "mnist": 60_000, "synthetic": 4096}
-DATASETS = tuple(TRAIN_SIZES)
-
-
 @dataclass(frozen=True)
 class DataSpec(Spec):
     """Which dataset, how it is batched and augmented. Where it lives is not part of the key."""
 
-    dataset: str
-    batch_size: int = 128
-    augment: bool | None = None  # None: the dataset's default (flip + pad-crop for CIFAR-10)
+    dataset: str = option(help="cifar10, fashion_mnist, mnist or synthetic")
+    batch_size: int = option(128, "examples per SGD step")
+    augment: bool | None = option(
+        None, "random flip + 4-px pad-crop (default: the dataset's own, CIFAR-10 only)"
+    )
 
     def validate(self) -> None:
-        if self.dataset not in DATASETS:
-            raise SpecError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        dataset_info(self.dataset)
         if self.batch_size < 1:
             raise SpecError(f"batch_size must be positive, got {self.batch_size}")
 
     @property
     def iterations_per_epoch(self) -> int:
-        return -(-TRAIN_SIZES[self.dataset] // self.batch_size)
+        return -(-dataset_info(self.dataset).train_size // self.batch_size)
 
 
 @dataclass(frozen=True)
 class ModelSpec(Spec):
     """A named architecture (``resnet20``, ``vgg16``, ``lenet_300_100``...) and its width."""
 
-    name: str
-    width: int = 1  # ResNet: filters 16W/32W/64W; VGG, MLP: a multiplier on every layer
+    name: str = option(help="resnet20, resnet56, vgg16, lenet_300_100, mlp_300_300, conv4...", flag="model")
+    width: int = option(1, "width multiplier: ResNet filters 16W/32W/64W; VGG, MLP, Conv: every layer")
 
     def validate(self) -> None:
-        from earlyphase.models import check_model_name
-
-        check_model_name(self.name)
+        parse_model_name(self.name)
         if self.width < 1:
             raise SpecError(f"model width must be >= 1, got {self.width}")
 
@@ -135,14 +143,14 @@ class ModelSpec(Spec):
 class TrainingSpec(Spec):
     """SGD with momentum, weight decay, linear warmup and step milestones."""
 
-    steps: str = "160ep"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    milestones: tuple[str, ...] = ("80ep", "120ep")
-    gamma: float = 0.1
-    warmup: str = "0it"
-    eval_every: str = "1ep"
+    steps: str = option("160ep", "training length: 160ep, 3000it, 2ep100it")
+    lr: float = option(0.1, "learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(1e-4, "L2 weight decay")
+    milestones: tuple[str, ...] = option(("80ep", "120ep"), "steps where the lr is multiplied by gamma")
+    gamma: float = option(0.1, "lr factor at each milestone")
+    warmup: str = option("0it", "linear lr warmup length")
+    eval_every: str = option("1ep", "test-set evaluation interval")
 
     def validate(self) -> None:
         for step in (self.steps, self.warmup, self.eval_every, *self.milestones):
@@ -179,8 +187,10 @@ class TrainingSpec(Spec):
 class PruningSpec(Spec):
     """Global unstructured magnitude pruning of conv/linear weights, ``fraction`` per level."""
 
-    fraction: float = 0.2
-    layers_to_ignore: tuple[str, ...] = ()
+    fraction: float = option(
+        0.2, "fraction of the surviving weights pruned per level", flag="pruning-fraction"
+    )
+    layers_to_ignore: tuple[str, ...] = option((), "prunable weights never pruned, e.g. fc.weight")
 
     def validate(self) -> None:
         if not 0 < self.fraction < 1:
@@ -194,7 +204,7 @@ PRETRAINING_MODES = ("none",)
 class PretrainingSpec(Spec):
     """What replaces the first phase of training (``none``: ordinary dense training)."""
 
-    mode: str = "none"
+    mode: str = option("none", "what replaces the first phase of training", flag="pretraining-mode")
 
     def validate(self) -> None:
         if self.mode not in PRETRAINING_MODES:
@@ -225,3 +235,26 @@ class RunSpec(Spec):
                 f"rewind iteration {rewind_iteration} is outside training "
                 f"(0..{self.total_iterations - 1} for {self.training.steps})"
             )
+
+
+@dataclass(frozen=True)
+class TelemetrySpec(Spec):
+    """Early-phase telemetry of the dense run (docs/experiments.md, A2), optionally split into the
+    weights IMP keeps and prunes at ``split_level`` of the chain rewound to ``split_rewind_iteration``."""
+
+    end: str = option("4000it", "last iteration observed", flag="telemetry-end")
+    every_until: int = option(100, "observe every iteration up to here", flag="telemetry-every-until")
+    points: int = option(60, "log-spaced observations after that", flag="telemetry-points")
+    tracked: int = option(10, "randomly chosen weights whose values are tracked", flag="telemetry-tracked")
+    train_eval_examples: int = option(10_000, "training examples evaluated", flag="telemetry-train-examples")
+    split_level: int = option(0, "split weights into kept/pruned by this IMP level's mask (0: no split)")
+    split_rewind_iteration: int = option(0, "the rewind iteration of the chain that gives the split mask")
+
+    def validate(self) -> None:
+        parse_step(self.end, 1)
+        if self.every_until < 0 or self.points < 0 or self.tracked < 0 or self.train_eval_examples < 1:
+            raise SpecError(
+                "telemetry every_until, points, tracked must be >= 0 and train_eval_examples >= 1"
+            )
+        if self.split_level < 0:
+            raise SpecError(f"telemetry split level must be >= 0, got {self.split_level}")

@@ -39,10 +39,6 @@ def save_json(path: str | os.PathLike, value: Any) -> None:
     atomic_write(Path(path), lambda f: f.write(json.dumps(value, indent=2, sort_keys=True).encode()))
 
 
-def load_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()

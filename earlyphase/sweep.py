@@ -1,52 +1,62 @@
 """Sweep declarations: the grid of trials an experiment consists of (no Ray here).
 
 A sweep is one :class:`~earlyphase.specs.RunSpec` crossed with seeds, rewind iterations and
-branches. The Ray layer turns it into stages of trials: one dense run per seed, one IMP
-chain per (seed, k) reporting level by level, one branch trial per (seed, k, level,
+interventions. The Ray layer turns it into stages of :class:`Trial`\\ s: one dense run per seed,
+one IMP chain per (seed, k) reporting level by level, one branch trial per (seed, k, level,
 intervention) on that level's mask, and optionally one telemetry run per seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
 
 from earlyphase.errors import SpecError
 from earlyphase.interventions import BASELINES, get_intervention
-from earlyphase.specs import RunSpec, Spec, parse_step
+from earlyphase.specs import RunSpec, Spec, TelemetrySpec, option
+
+STAGES = ("dense", "imp", "branch", "telemetry")
 
 
 @dataclass(frozen=True)
-class TelemetrySpec(Spec):
-    """Early-phase telemetry of the dense run (EXPERIMENTS.md A2), optionally split into the
-    weights IMP keeps and prunes at ``split_level`` of the chain rewound to ``split_rewind_iteration``."""
+class Trial:
+    """One point of a sweep's grid: what a trainable reads from its Tune config (``to_config``)."""
 
-    end: str = "4000it"
-    every_until: int = 100  # every iteration up to here, then ``points`` log-spaced ones
-    points: int = 60
-    tracked: int = 10
-    train_eval_examples: int = 10_000
-    split_level: int = 0  # 0: no kept/pruned split
-    split_rewind_iteration: int = 0
+    stage: str  # one of STAGES
+    seed: int
+    rewind_iteration: int | None = None  # imp, branch: k, the iteration every level rewinds to
+    level: int | None = None  # branch: the IMP level whose mask the intervention starts from
+    intervention: str = "none"  # branch: the intervention's name; "none" is IMP itself
+    keep_states: tuple[int, ...] = ()  # dense: the iterations whose full state is kept for rewinding
 
-    def validate(self) -> None:
-        parse_step(self.end, 1)
-        if self.every_until < 0 or self.points < 0 or self.tracked < 0 or self.train_eval_examples < 1:
-            raise SpecError(
-                "telemetry every_until, points, tracked must be >= 0 and train_eval_examples >= 1"
-            )
-        if self.split_level < 0:
-            raise SpecError(f"telemetry split level must be >= 0, got {self.split_level}")
+    def to_config(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "keep_states": list(self.keep_states)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Trial:
+        return cls(**{**config, "keep_states": tuple(config["keep_states"])})
 
 
 @dataclass(frozen=True)
 class SweepSpec(Spec):
+    """A run crossed with seeds, rewind iterations, IMP levels, interventions and telemetry."""
+
     run: RunSpec
-    seeds: tuple[int, ...] = (0,)
-    rewind_iterations: tuple[int, ...] = (0,)
-    levels: int = 5
-    branches: tuple[str, ...] = BASELINES
-    branch_levels: tuple[int, ...] = ()  # levels that get branch trials; empty: every level
-    branch_rewind_iterations: tuple[int, ...] = ()  # k that get branch trials; empty: every k
+    seeds: tuple[int, ...] = option((0,), "seeds: one dense run (init and data order) each")
+    rewind_iterations: tuple[int, ...] = field(
+        default=(0,),
+        metadata={"help": "rewind iterations k, as iterations or steps: 0,500,2ep", "steps": True},
+    )
+    levels: int = option(5, "IMP levels after the dense run (density 0.8^L at the default fraction)")
+    interventions: tuple[str, ...] = option(
+        BASELINES,
+        "branch trials on each level's subnetwork (see sweeps/interventions.py --list-interventions)",
+    )
+    intervention_levels: tuple[int, ...] = option((), "levels that get interventions (default: every level)")
+    intervention_rewind_iterations: tuple[int, ...] = field(
+        default=(), metadata={"help": "k that get interventions (default: every k)", "steps": True}
+    )
     telemetry: TelemetrySpec | None = None
 
     def validate(self) -> None:
@@ -58,14 +68,16 @@ class SweepSpec(Spec):
             self.run.check_rewind(k)
         if self.levels < 0:
             raise SpecError(f"levels must be >= 0, got {self.levels}")
-        for name in self.branches:
+        for name in self.interventions:
             get_intervention(name)
-        bad = [lv for lv in self.branch_levels if not 1 <= lv <= self.levels]
+        bad = [lv for lv in self.intervention_levels if not 1 <= lv <= self.levels]
         if bad:
-            raise SpecError(f"branch levels {bad} are outside 1..{self.levels}")
-        bad = set(self.branch_rewind_iterations) - set(self.rewind_iterations)
+            raise SpecError(f"intervention levels {bad} are outside 1..{self.levels}")
+        bad = set(self.intervention_rewind_iterations) - set(self.rewind_iterations)
         if bad:
-            raise SpecError(f"branch rewind iterations {sorted(bad)} are not among the rewind iterations")
+            raise SpecError(
+                f"intervention rewind iterations {sorted(bad)} are not among the rewind iterations"
+            )
         t = self.telemetry
         if (
             t
@@ -77,48 +89,23 @@ class SweepSpec(Spec):
                 f"chain: levels >= {t.split_level} and k among the rewind iterations"
             )
 
-    # Every trial dict names the level its last report carries ("last_level"): a stage whose
-    # trials did not all get there was interrupted.
+    def dense_trials(self) -> list[Trial]:
+        keep = tuple(sorted(set(self.rewind_iterations)))
+        return [Trial("dense", s, keep_states=keep) for s in self.seeds]
 
-    def dense_trials(self) -> list[dict]:
+    def imp_trials(self) -> list[Trial]:
+        return [Trial("imp", s, k) for s in self.seeds for k in sorted(set(self.rewind_iterations))]
+
+    def branch_trials(self) -> list[Trial]:
+        levels = self.intervention_levels or tuple(range(1, self.levels + 1))
+        ks = set(self.intervention_rewind_iterations or self.rewind_iterations)
         return [
-            {
-                "seed": s,
-                "rewind_iterations": sorted(set(self.rewind_iterations)),
-                "last_level": 0,
-                "label": f"s{s}",
-            }
-            for s in self.seeds
+            Trial("branch", chain.seed, chain.rewind_iteration, level, name)
+            for chain in self.imp_trials()
+            if chain.rewind_iteration in ks
+            for level in levels
+            for name in self.interventions
         ]
 
-    def imp_trials(self) -> list[dict]:
-        return [
-            {"seed": s, "rewind_iteration": k, "last_level": self.levels, "label": f"s{s}_k{k}"}
-            for s in self.seeds
-            for k in sorted(set(self.rewind_iterations))
-        ]
-
-    def branch_trials(self) -> list[dict]:
-        levels = self.branch_levels or tuple(range(1, self.levels + 1))
-        ks = set(self.branch_rewind_iterations or self.rewind_iterations)
-        return [
-            {
-                "seed": t["seed"],
-                "rewind_iteration": t["rewind_iteration"],
-                "level": lv,
-                "last_level": lv,
-                "intervention": b,
-                "label": f"{t['label']}_L{lv}_{b}",
-            }
-            for t in self.imp_trials()
-            if t["rewind_iteration"] in ks
-            for lv in levels
-            for b in self.branches
-        ]
-
-    def telemetry_trials(self) -> list[dict]:
-        return (
-            [{"seed": s, "last_level": 0, "label": f"s{s}_telemetry"} for s in self.seeds]
-            if self.telemetry
-            else []
-        )
+    def telemetry_trials(self) -> list[Trial]:
+        return [Trial("telemetry", s) for s in self.seeds] if self.telemetry else []

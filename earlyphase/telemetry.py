@@ -1,4 +1,4 @@
-"""Early-phase telemetry (EXPERIMENTS.md A2, Figures 2–3 of Frankle, Schwab & Morcos 2020).
+"""Early-phase telemetry (docs/experiments.md A2, Figures 2–3 of Frankle, Schwab & Morcos 2020).
 
 :class:`EarlyPhaseTelemetry` is a ``step_hook`` for :func:`earlyphase.training.train`: at each
 scheduled iteration t it records, from the weights w_t before the update, test and train

@@ -58,7 +58,7 @@ def progress(trial_dir: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def assert_complete(table: pd.DataFrame, seeds: int, rewinds: int, levels: int, branches: int) -> None:
+def assert_complete(table: pd.DataFrame, seeds: int, rewinds: int, levels: int, interventions: int) -> None:
     """Every (trial, level) exactly once, and exactly the trials the sweep declares."""
     assert not table.duplicated(["trial_id", "level"]).any()
     dense = table[table.stage == "dense"]
@@ -68,4 +68,4 @@ def assert_complete(table: pd.DataFrame, seeds: int, rewinds: int, levels: int, 
     for _, chain in imp.groupby("trial_id"):
         assert sorted(chain.level) == list(range(1, levels + 1))
     branch = table[table.stage == "branch"]
-    assert len(branch) == seeds * rewinds * levels * branches
+    assert len(branch) == seeds * rewinds * levels * interventions

@@ -1,4 +1,4 @@
-"""cluster.yaml: valid for `ray up` (same checks, offline) and secure as DESIGN.md requires.
+"""cluster.yaml: valid for `ray up` (same checks, offline) and secure as docs/architecture.md requires.
 
 `ray up` runs prepare_config (merge with the AWS defaults, docker and worker-count checks) and then
 validate_config (Ray's JSON schema plus consistency checks) before it contacts AWS; so do these tests.

@@ -11,7 +11,8 @@ import torch
 import torchvision
 
 from earlyphase import data
-from earlyphase.data import INFO, PAD, TrainData, load_split
+from earlyphase.catalog import DATASETS
+from earlyphase.data import PAD, TrainData, load_split
 from earlyphase.errors import DataUnavailable, SpecError
 from earlyphase.specs import DataSpec
 
@@ -137,7 +138,7 @@ def test_cifar_train_data_defaults_to_augmentation(tmp_path):
     raw, _ = load_split("cifar10", False, str(tmp_path))
     xt, _ = next(td.eval_batches())
     for c in range(3):
-        expected = (raw[:, c].float() / 255 - INFO["cifar10"].mean[c]) / INFO["cifar10"].std[c]
+        expected = (raw[:, c].float() / 255 - DATASETS["cifar10"].mean[c]) / DATASETS["cifar10"].std[c]
         torch.testing.assert_close(xt[:, c], expected)
 
 
@@ -186,7 +187,7 @@ def test_fashion_mnist_from_debian_package(monkeypatch):
     x, y = load_split("fashion_mnist", True)
     assert x.shape == (60000, 1, 28, 28) and x.dtype == torch.uint8
     assert torch.bincount(y).tolist() == [6000] * 10
-    assert (x.float().mean() / 255).item() == pytest.approx(INFO["fashion_mnist"].mean[0], abs=1e-3)
+    assert (x.float().mean() / 255).item() == pytest.approx(DATASETS["fashion_mnist"].mean[0], abs=1e-3)
     x_test, y_test = load_split("fashion_mnist", False)
     assert x_test.shape == (10000, 1, 28, 28) and torch.bincount(y_test).tolist() == [1000] * 10
 
@@ -239,7 +240,7 @@ def test_each_epoch_is_a_permutation(indexed):
         labels = torch.cat([y for _, y in batches])
         assert sorted(labels.tolist()) == list(range(250))
         x = torch.cat([x for x, _ in batches])
-        assert torch.equal(_denormalise(x, INFO["synthetic"]), images[labels])  # unaugmented
+        assert torch.equal(_denormalise(x, DATASETS["synthetic"]), images[labels])  # unaugmented
         epochs.append(labels)
     assert not torch.equal(epochs[0], epochs[1])
 
@@ -262,7 +263,7 @@ def test_augmentation_is_flip_and_padded_crop(indexed):
     draws = []
     for iteration in range(td.iterations_per_epoch):
         x, y = td.batch(iteration)
-        for augmented, index in zip(_denormalise(x, INFO["synthetic"]), y.tolist()):
+        for augmented, index in zip(_denormalise(x, DATASETS["synthetic"]), y.tolist()):
             matches = [d for d in _reference_augmentations(images[index]) if torch.equal(d[3], augmented)]
             assert len(matches) == 1
             draws.append(matches[0][:3])
@@ -280,6 +281,6 @@ def test_eval_batches_cover_split_once_unaugmented(indexed):
         assert [len(y) for _, y in batches] == [64] * (n // 64) + [n % 64]
         x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
         assert y.tolist() == list(range(n))
-        assert torch.equal(_denormalise(x, INFO["synthetic"]), indexed[split == "train"][0])
+        assert torch.equal(_denormalise(x, DATASETS["synthetic"]), indexed[split == "train"][0])
     with pytest.raises(SpecError):
         td.eval_batches("validation")

@@ -6,7 +6,7 @@ import torch
 from earlyphase.__main__ import main as cli_main
 from earlyphase.imp import IMP
 from earlyphase.masks import Mask
-from earlyphase.presets import get_preset
+from earlyphase.runs import get_run
 from earlyphase.specs import ModelSpec, TrainingSpec
 
 K = 20
@@ -14,7 +14,7 @@ K = 20
 
 @pytest.fixture(scope="module")
 def smoke():
-    spec = get_preset("smoke_synthetic")
+    spec = get_run("smoke_synthetic")
     imp = IMP(spec, seed=0, device="cpu")
     dense = imp.dense([K])
     return imp, dense
@@ -49,7 +49,7 @@ def test_level_starts_bitwise_from_iteration_k_times_mask(smoke):
 
 
 def test_batchnorm_statistics_are_rewound_too():
-    spec = get_preset("smoke_synthetic")
+    spec = get_run("smoke_synthetic")
     spec = spec.replace(
         model=ModelSpec("resnet8"), training=TrainingSpec(steps="40it", milestones=(), eval_every="40it")
     )
@@ -65,7 +65,7 @@ def test_batchnorm_statistics_are_rewound_too():
 
 
 def test_same_seed_same_results_bitwise():
-    spec = get_preset("smoke_synthetic")
+    spec = get_run("smoke_synthetic")
     runs = [list(IMP(spec, seed=3, device="cpu").run(K, levels=2)) for _ in range(2)]
     for a, b in zip(*runs):
         assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
@@ -93,7 +93,7 @@ def test_baselines_respect_their_masks(smoke, name):
 
 
 def test_layers_to_ignore_are_never_pruned():
-    spec = get_preset("smoke_synthetic")
+    spec = get_run("smoke_synthetic")
     model_prunable = IMP(spec, 0, "cpu").new_model().prunable
     ignored = model_prunable[-1]
     spec = spec.replace(pruning=spec.pruning.replace(layers_to_ignore=(ignored,)))
@@ -105,11 +105,11 @@ def test_layers_to_ignore_are_never_pruned():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--preset", "nope"], "unknown preset"),
-        (["--preset", "smoke_synthetic", "--rewind-iteration", "100000"], "outside training"),
-        (["--preset", "smoke_synthetic", "--levels", "-1"], "--levels"),
-        (["--preset", "smoke_synthetic", "--steps", "3 epochs"], "bad step"),
-        (["--preset", "paper_resnet20_cifar10", "--data-dir", "{empty}"], "cifar"),
+        (["--run", "nope"], "unknown run"),
+        (["--run", "smoke_synthetic", "--rewind-iteration", "100000"], "outside training"),
+        (["--run", "smoke_synthetic", "--levels", "-1"], "--levels"),
+        (["--run", "smoke_synthetic", "--steps", "3 epochs"], "bad step"),
+        (["--run", "paper_resnet20_cifar10", "--data-dir", "{empty}"], "cifar"),
     ],
 )
 def test_cli_refuses_bad_input_with_one_line_and_writes_nothing(argv, message, tmp_path, capsys, monkeypatch):
@@ -133,7 +133,7 @@ def test_cli_runs_a_chain_and_writes_results(tmp_path, capsys):
     assert (
         cli_main(
             [
-                "--preset",
+                "--run",
                 "smoke_synthetic",
                 "--rewind-iteration",
                 "8",

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from earlyphase.catalog import parse_model_name
 from earlyphase.errors import SpecError
-from earlyphase.models import build_model, check_model_name, kaiming_std
+from earlyphase.models import build_model, kaiming_std
 from earlyphase.specs import ModelSpec
 
 CIFAR, MNIST = (3, 32, 32), (1, 28, 28)
@@ -170,7 +171,7 @@ def test_input_too_small(name, shape):
     ["resnet20", "resnet110", "vgg11", "vgg19", "lenet_300_100", "mlp_512_256", "mlp_100", "conv2", "conv6"],
 )
 def test_known_names(name):
-    check_model_name(name)
+    parse_model_name(name)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +192,7 @@ def test_known_names(name):
 )
 def test_bad_names(name):
     with pytest.raises(SpecError) as info:
-        check_model_name(name)
+        parse_model_name(name)
     message = str(info.value)
     assert "\n" not in message and "resnet" in message and "vgg" in message and "mlp_" in message
     with pytest.raises(SpecError):

@@ -45,7 +45,7 @@ def test_trials_run_on_several_nodes_and_fetch_shared_checkpoints(tmp_path):
         done = subprocess.run(cmd, env=sweep_env(), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
         table = pd.read_csv(tmp_path / "nodes" / "results.csv")
-        assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
+        assert_complete(table, seeds=1, rewinds=2, levels=2, interventions=2)
         consumers = table[table.stage != "dense"]
         assert consumers.node_id.nunique() >= 2
         # the dense states were put by the driver on the head node: these trials fetched them across nodes
@@ -101,7 +101,7 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
         table = pd.read_csv(tmp_path / "autoscale" / "results.csv")
-        assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
+        assert_complete(table, seeds=1, rewinds=2, levels=2, interventions=2)
         # the head has no GPU: every trial ran on a worker the autoscaler launched for it
         status = subprocess.run(
             [RAY, "status", "--address", address], env=env, capture_output=True, text=True, timeout=60

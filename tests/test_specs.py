@@ -1,7 +1,7 @@
 import pytest
 
 from earlyphase.errors import SpecError
-from earlyphase.presets import PRESETS, get_preset
+from earlyphase.runs import RUNS, get_run
 from earlyphase.specs import DataSpec, ModelSpec, PruningSpec, RunSpec, TrainingSpec, parse_step
 
 
@@ -15,8 +15,8 @@ def test_parse_step():
             parse_step(bad, 391)
 
 
-def test_paper_preset_is_the_paper_setting():
-    spec = get_preset("paper_resnet20_cifar10")
+def test_paper_run_is_the_paper_setting():
+    spec = get_run("paper_resnet20_cifar10")
     assert spec.data.iterations_per_epoch == 391
     assert spec.total_iterations == 62_560
     assert spec.training.lr_at(0, 391) == pytest.approx(0.1)
@@ -31,9 +31,9 @@ def test_warmup_is_linear():
     assert [spec.lr_at(i, 10) for i in range(5)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4])
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(RUNS))
 def test_json_round_trip_and_key(name):
-    spec = PRESETS[name]
+    spec = RUNS[name]
     again = RunSpec.from_json(spec.to_json())
     assert again == spec
     assert again.key() == spec.key()
@@ -41,7 +41,7 @@ def test_json_round_trip_and_key(name):
 
 
 def test_key_changes_with_every_kind_of_field():
-    base = get_preset("smoke_synthetic")
+    base = get_run("smoke_synthetic")
     variants = [
         base.replace(data=base.data.replace(batch_size=32)),
         base.replace(model=base.model.replace(width=2)),
@@ -66,8 +66,8 @@ def test_key_changes_with_every_kind_of_field():
         lambda: TrainingSpec(momentum=1.0),
         lambda: PruningSpec(fraction=0.0),
         lambda: PruningSpec(fraction=1.0),
-        lambda: get_preset("nope"),
-        lambda: get_preset("smoke_synthetic").check_rewind(10_000),
+        lambda: get_run("nope"),
+        lambda: get_run("smoke_synthetic").check_rewind(10_000),
         lambda: RunSpec.from_dict({"data": {"dataset": "mnist"}, "model": {"name": "mlp_10"}, "extra": 1}),
     ],
 )

@@ -57,7 +57,7 @@ def test_smoke_sweep_end_to_end(local_ray, tmp_path, capsys):
     assert sweep_main("rewind_grid", presets, "smoke", argv) == 0
     experiment = tmp_path / "smoke"
     table = pd.read_csv(experiment / "results.csv")
-    assert_complete(table, seeds=1, rewinds=2, levels=2, branches=2)
+    assert_complete(table, seeds=1, rewinds=2, levels=2, interventions=2)
     # the dense run was trained once, though both rewind chains and all branches used it
     dense = trial_dirs(experiment, "dense")
     assert len(dense) == 1 and len(progress(dense[0])) == 1
@@ -133,7 +133,7 @@ def test_worker_killed_mid_chain_resumes_at_its_last_level(local_ray, tmp_path):
         out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     table = pd.read_csv(experiment / "results.csv")
-    assert_complete(table, seeds=1, rewinds=1, levels=levels, branches=2)
+    assert_complete(table, seeds=1, rewinds=1, levels=levels, interventions=2)
     chain = table[table.stage == "imp"].set_index("level")
     resumed_at = int(chain.attempt_start_level.max())
     assert resumed_at >= 3  # restarted after its last finished level, not from level 1
@@ -200,7 +200,7 @@ def test_interrupted_driver_resumes_without_retraining(local_ray, tmp_path):
         new_levels = pd.read_csv(experiment / "imp" / name / "progress.csv").level.iloc[len(old_levels) :]
         assert old_levels.empty or new_levels.empty or new_levels.min() >= old_levels.max(), name
     table = pd.read_csv(experiment / "results.csv")
-    assert_complete(table, seeds=1, rewinds=3, levels=3, branches=2)
+    assert_complete(table, seeds=1, rewinds=3, levels=3, interventions=2)
 
 
 def test_embedded_local_ray_of_the_cli_listens_on_loopback_only(tmp_path):
@@ -223,7 +223,7 @@ def test_embedded_local_ray_of_the_cli_listens_on_loopback_only(tmp_path):
 def test_interventions_sweep_writes_its_branches(local_ray, tmp_path):
     module = _sweep_module("interventions")
     argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "iv"]
-    assert sweep_main("interventions", module.PRESETS, "iv", argv, module._customize, module._options) == 0
+    assert sweep_main("interventions", module.PRESETS, "iv", argv) == 0
     table = pd.read_csv(tmp_path / "iv" / "results.csv")
     branch = table[table.stage == "branch"]
     assert sorted(branch.intervention) == ["noise_0.5", "permute_layer", "signs_0_magnitudes_k"]
@@ -235,7 +235,7 @@ def test_interventions_sweep_writes_its_branches(local_ray, tmp_path):
 def test_telemetry_sweep_writes_a_tidy_table(local_ray, tmp_path):
     module = _sweep_module("telemetry")
     argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "tel"]
-    assert sweep_main("telemetry", module.PRESETS, "tel", argv, module._customize, module._split) == 0
+    assert sweep_main("telemetry", module.PRESETS, "tel", argv) == 0
     telemetry = pd.read_csv(tmp_path / "tel" / "telemetry.csv")
     assert set(telemetry.group) == {"all", "kept", "pruned"}
     assert {"test_accuracy", "grad_norm", "sign_flip_fraction", "cosine_to_final", "weight_9"} <= set(

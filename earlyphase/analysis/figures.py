@@ -15,7 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from earlyphase.analysis.tables import BASELINES, TRACKED_PREFIX, dense_accuracy
+from earlyphase.analysis.tables import TRACKED_PREFIX, dense_accuracy
+from earlyphase.interventions import RANDOM_BASELINES
 
 BASELINE_STYLE = {"random_prune": "--", "random_prune_layerwise": (0, (5, 2, 1, 2)), "random_reinit": "-."}
 BASELINE_NAME = {
@@ -96,7 +97,7 @@ def accuracy_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
     colors = _rewind_colors(curves.rewind_iteration.unique())
     for k in imp_ks:
         _line(ax, _line_data(curves, k, "none"), color=colors[k], label=f"IMP, rewind to k={k}")
-    for baseline in BASELINES:
+    for baseline in RANDOM_BASELINES:
         for k in sorted(curves.loc[curves.intervention == baseline, "rewind_iteration"].unique()):
             label = f"{BASELINE_NAME[baseline]} (k={k})"
             style = {"color": colors[k], "linestyle": BASELINE_STYLE[baseline], "label": label}
@@ -112,7 +113,7 @@ def interventions_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
     """Figures 4–6: one panel per rewind iteration k that has interventions, one line per
     intervention (the random baselines are in :func:`accuracy_vs_density`, not here), with IMP
     rewound to k (black) and to 0 (grey, when k=0 was run) as references, and dense (dotted)."""
-    others = curves[~curves.intervention.isin(("none", *BASELINES))]
+    others = curves[~curves.intervention.isin(("none", *RANDOM_BASELINES))]
     ks = sorted(others.rewind_iteration.unique())
     names = sorted(others.intervention.unique())
     colors = dict(zip(names, _cycle(len(names))))

@@ -11,7 +11,6 @@ import pandas as pd
 
 from earlyphase.analysis import figures
 from earlyphase.analysis.tables import (
-    BASELINES,
     imp_curves,
     load_results,
     load_telemetry,
@@ -19,6 +18,7 @@ from earlyphase.analysis.tables import (
     matching_density,
     telemetry_curves,
 )
+from earlyphase.interventions import RANDOM_BASELINES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Pat
     """Write the figures that apply and report.md into ``out``; return the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     curves = imp_curves(results)
-    is_main = curves.intervention.isin(("none", *BASELINES))
+    is_main = curves.intervention.isin(("none", *RANDOM_BASELINES))
     main, branches = curves[is_main], curves[~is_main]
     branch_ks = branches.rewind_iteration.unique()
     at_branch_k = (curves.intervention == "none") & curves.rewind_iteration.isin(branch_ks)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from earlyphase.interventions import RANDOM_BASELINES
+
 REQUIRED = {
     "trial_id", "stage", "seed", "rewind_iteration", "intervention", "level", "density", "test_accuracy",
 }  # fmt: skip
 TELEMETRY_REQUIRED = {"seed", "iteration", "metric", "group", "value"}
 LINE_KEYS = ["rewind_iteration", "intervention"]
-BASELINES = ("random_prune", "random_prune_layerwise", "random_reinit")
 TRACKED_PREFIX = "weight_"
 
 
@@ -100,7 +101,7 @@ def line_label(rewind_iteration, intervention: str) -> str:
 
 def _line_order(curves: pd.DataFrame) -> list[tuple]:
     """IMP lines by k, then baselines, then the other interventions, each by k."""
-    rank = {"none": 0, **{b: 1 for b in BASELINES}}
+    rank = {"none": 0, **{b: 1 for b in RANDOM_BASELINES}}
     lines = curves[LINE_KEYS].drop_duplicates().itertuples(index=False, name=None)
     return sorted(lines, key=lambda line: (rank.get(line[1], 2), line[1], line[0]))
 

@@ -22,6 +22,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     address = address or os.environ.get("RAY_ADDRESS")
     # a checkpoint per level is the point of an IMP chain, not a bottleneck worth a warning each time
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune's own status tables and banners off: earlyphase.tune.progress prints a compact line instead
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return ray.get_runtime_context()
     if address:

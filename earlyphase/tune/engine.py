@@ -20,9 +20,11 @@ import ray
 from ray import tune
 
 from earlyphase.errors import SpecError
+from earlyphase.results import RESULT_COLUMNS, TELEMETRY_COLUMNS
 from earlyphase.store import load_tensors
-from earlyphase.sweep import SweepSpec
+from earlyphase.sweep import STAGES, SweepSpec, Trial
 from earlyphase.tune import storage
+from earlyphase.tune.progress import StageProgress
 from earlyphase.tune.trainables import (
     CHECKPOINT_FILE,
     TELEMETRY_FILE,
@@ -32,13 +34,7 @@ from earlyphase.tune.trainables import (
     telemetry_trial,
 )
 
-STAGES = ("dense", "imp", "branch")  # the stages whose rows make results.csv
 SWEEP_FILE = "sweep.json"
-RESULT_COLUMNS = [
-    "experiment", "trial_id", "stage", "seed", "model", "dataset", "rewind_iteration", "pretraining",
-    "intervention", "level", "density", "sparsity", "test_accuracy", "test_loss", "train_loss",
-    "iterations", "wall_time_s", "spec_key", "node_id", "attempt_start_level",
-]  # fmt: skip
 
 
 class SweepFailed(RuntimeError):
@@ -56,7 +52,6 @@ class Execution:
     max_failures: int = 3
     log_every: int = 100
     data_dir: str | None = None
-    verbose: int = 1
 
     @property
     def experiment_dir(self) -> str:
@@ -83,23 +78,24 @@ def prepare_experiment(sweep: SweepSpec, execution: Execution, resume: bool) -> 
 def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
     """Run (or finish) every stage; write and return the results table."""
     base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
-    grids = {"dense": _run_stage("dense", dense_trial, sweep.dense_trials(), base, execution)}
+    grids = {"dense": _run_stage("dense", dense_trial, sweep.dense_trials(), base, sweep, execution)}
     dense_refs = _share_dense(grids["dense"])
     branches = sweep.branch_trials()
     split = sweep.telemetry is not None and sweep.telemetry.split_level > 0
     mask_refs: dict = {}
     if sweep.levels:
         imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
-        grids["imp"] = _run_stage("imp", imp, sweep.imp_trials(), {**base, "levels": sweep.levels}, execution)
+        config = {**base, "levels": sweep.levels}
+        grids["imp"] = _run_stage("imp", imp, sweep.imp_trials(), config, sweep, execution)
         if branches or split:
             mask_refs = _share_masks(grids["imp"])
     if branches:
         branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
-        grids["branch"] = _run_stage("branch", branch, branches, base, execution)
+        grids["branch"] = _run_stage("branch", branch, branches, base, sweep, execution)
     if sweep.telemetry:
         observe = tune.with_parameters(telemetry_trial, mask_refs=mask_refs)
         config = {**base, "telemetry": sweep.telemetry.to_json()}
-        observed = _run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
+        observed = _run_stage("telemetry", observe, sweep.telemetry_trials(), config, sweep, execution)
         telemetry = telemetry_table(observed, sweep, execution.name)
         storage.write_text(
             storage.join(execution.experiment_dir, "telemetry.csv"), telemetry.to_csv(index=False)
@@ -109,16 +105,33 @@ def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
     return table
 
 
-def _run_stage(stage: str, trainable, trials: list[dict], base: dict, execution: Execution):
+def last_level(trial: Trial, sweep: SweepSpec) -> int:
+    """The level a finished trial's last report names."""
+    return {"imp": sweep.levels, "branch": trial.level}.get(trial.stage, 0)
+
+
+def trial_label(trial: Trial) -> str:
+    """A readable trial directory prefix: ``s0``, ``s0_k500``, ``s0_k500_L03_random_prune``."""
+    label = f"s{trial.seed}"
+    if trial.rewind_iteration is not None:
+        label += f"_k{trial.rewind_iteration}"
+    if trial.stage == "branch":
+        label += f"_L{trial.level:02d}_{trial.intervention}"
+    return label + ("_telemetry" if trial.stage == "telemetry" else "")
+
+
+def _run_stage(
+    stage: str, trainable, trials: list[Trial], base: dict, sweep: SweepSpec, execution: Execution
+):
     resources = {"cpu": execution.cpus_per_trial, "gpu": execution.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)
     path = storage.join(execution.experiment_dir, stage)
-    if tune.Tuner.can_restore(path):
+    if tune.Tuner.can_restore(path):  # its StageProgress callback comes back with it
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={**base, "trial": tune.grid_search(trials)},
+            param_space={**base, "trial": tune.grid_search([t.to_config() for t in trials])},
             tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(
                 name=stage,
@@ -126,14 +139,17 @@ def _run_stage(stage: str, trainable, trials: list[dict], base: dict, execution:
                 failure_config=tune.FailureConfig(max_failures=execution.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
-                verbose=execution.verbose,
+                callbacks=[StageProgress(stage, sweep.levels)],
+                verbose=0,
             ),
         )
     print(f"[earlyphase] stage {stage}: {len(trials)} trial(s)", flush=True)
     grid = tuner.fit()
     if grid.errors:
         raise SweepFailed(f"stage {stage}: {len(grid.errors)} trial(s) failed, first: {grid.errors[0]}")
-    unfinished = [r for r in grid if r.metrics.get("level") != r.config["trial"]["last_level"]]
+    unfinished = [
+        r for r in grid if r.metrics.get("level") != last_level(Trial.from_config(r.config["trial"]), sweep)
+    ]
     if unfinished:
         raise SweepFailed(
             f"stage {stage} was interrupted with {len(unfinished)} unfinished trial(s); "
@@ -143,7 +159,7 @@ def _run_stage(stage: str, trainable, trials: list[dict], base: dict, execution:
 
 
 def _trial_dirname(trial) -> str:
-    return f"{trial.config['trial']['label']}_{trial.trial_id}"
+    return f"{trial_label(Trial.from_config(trial.config['trial']))}_{trial.trial_id}"
 
 
 def _load_checkpoint(result) -> dict:
@@ -156,7 +172,7 @@ def _share_dense(grid) -> dict:
     refs = {}
     for result in grid:
         saved = _load_checkpoint(result)
-        refs[result.config["trial"]["seed"]] = {
+        refs[Trial.from_config(result.config["trial"]).seed] = {
             "rewind_states": {k: ray.put(s) for k, s in saved["rewind_states"].items()},
             "final": ray.put({"state": saved["state"], "mask": saved["mask"]}),
         }
@@ -166,9 +182,9 @@ def _share_dense(grid) -> dict:
 def _share_masks(grid) -> dict:
     refs = {}
     for result in grid:
-        trial = result.config["trial"]
+        trial = Trial.from_config(result.config["trial"])
         for level, mask in _load_checkpoint(result)["masks"].items():
-            refs[(trial["seed"], trial["rewind_iteration"], level)] = ray.put(mask)
+            refs[(trial.seed, trial.rewind_iteration, level)] = ray.put(mask)
     return refs
 
 
@@ -181,12 +197,12 @@ def results_table(grids: dict, sweep: SweepSpec, experiment: str) -> pd.DataFram
             frame = result.metrics_dataframe
             if frame is None or frame.empty:
                 continue
-            trial = result.config["trial"]
+            trial = Trial.from_config(result.config["trial"])
             frame = frame.assign(
                 stage=stage,
-                seed=trial["seed"],
-                rewind_iteration=trial.get("rewind_iteration"),
-                intervention=trial.get("intervention", "none"),
+                seed=trial.seed,
+                rewind_iteration=trial.rewind_iteration,
+                intervention=trial.intervention,
             )
             frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
@@ -204,7 +220,7 @@ def results_table(grids: dict, sweep: SweepSpec, experiment: str) -> pd.DataFram
         ["stage", "seed", "rewind_iteration", "intervention", "level"],
         key=lambda c: c.map(order) if c.name == "stage" else c,
     )
-    return table[RESULT_COLUMNS].reset_index(drop=True)
+    return table[list(RESULT_COLUMNS)].reset_index(drop=True)
 
 
 def telemetry_table(grid, sweep: SweepSpec, experiment: str) -> pd.DataFrame:
@@ -213,9 +229,9 @@ def telemetry_table(grid, sweep: SweepSpec, experiment: str) -> pd.DataFrame:
     for result in grid:
         with result.checkpoint.as_directory() as directory:
             frame = pd.read_csv(Path(directory) / TELEMETRY_FILE)
-        frames.append(frame.assign(trial_id=result.metrics["trial_id"], seed=result.config["trial"]["seed"]))
+        seed = Trial.from_config(result.config["trial"]).seed
+        frames.append(frame.assign(trial_id=result.metrics["trial_id"], seed=seed))
     table = pd.concat(frames, ignore_index=True).assign(
         experiment=experiment, model=sweep.run.model.name, dataset=sweep.run.data.dataset
     )
-    columns = ["experiment", "trial_id", "seed", "model", "dataset", "iteration", "metric", "group", "value"]
-    return table[columns]
+    return table[list(TELEMETRY_COLUMNS)]

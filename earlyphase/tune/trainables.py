@@ -1,13 +1,14 @@
 """Tune function trainables: thin wrappers that call the science core and report.
 
-Every trial's config holds ``spec`` (the RunSpec's canonical JSON), ``trial`` (its point in
-the grid), ``log_every`` and ``data_dir``. Shared inputs (dense states, masks) arrive as
-ObjectRefs through ``tune.with_parameters``; each trial fetches only the ones it needs.
+Every trial's config holds ``spec`` (the RunSpec's canonical JSON), ``trial`` (its
+:class:`~earlyphase.sweep.Trial`), ``log_every`` and ``data_dir``. Shared inputs (dense states,
+masks) arrive as ObjectRefs through ``tune.with_parameters``; each trial fetches only what it needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -18,20 +19,22 @@ from ray import tune
 
 from earlyphase.imp import IMP, LevelRun
 from earlyphase.masks import Mask
-from earlyphase.specs import RunSpec
+from earlyphase.specs import RunSpec, TelemetrySpec
 from earlyphase.store import load_tensors, save_tensors
-from earlyphase.sweep import TelemetrySpec
+from earlyphase.sweep import Trial
 from earlyphase.telemetry import EarlyPhaseTelemetry, log_schedule
 
 CHECKPOINT_FILE = "state.pt"
 TELEMETRY_FILE = "telemetry.csv"
 
 
-def _setup(config: dict) -> IMP:
+def _setup(config: dict) -> tuple[IMP, Trial]:
     """Threads as many as the trial's CPUs, the GPU Ray assigned (or the CPU), the data loaded."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint in the driver's output
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
-    return IMP(RunSpec.from_json(config["spec"]), config["trial"]["seed"], data_dir=config.get("data_dir"))
+    trial = Trial.from_config(config["trial"])
+    return IMP(RunSpec.from_json(config["spec"]), trial.seed, data_dir=config.get("data_dir")), trial
 
 
 def _tensorboard(subdirectory: str):
@@ -66,9 +69,9 @@ def _report(run: LevelRun, checkpoint_payload: dict | None = None, **extra) -> N
 
 def dense_trial(config: dict) -> None:
     """Level 0: train the dense network once, keeping the full state at every rewind iteration."""
-    imp = _setup(config)
+    imp, trial = _setup(config)
     with _curve_writer("level_00") as on_log:
-        dense = imp.dense(config["trial"]["rewind_iterations"], log_every=config["log_every"], on_log=on_log)
+        dense = imp.dense(trial.keep_states, log_every=config["log_every"], on_log=on_log)
     payload = {"rewind_states": dense.captured, "state": dense.state, "mask": dict(dense.mask)}
     _report(dense, payload, attempt_start_level=0)
 
@@ -76,10 +79,9 @@ def dense_trial(config: dict) -> None:
 def imp_chain_trial(config: dict, dense_refs: dict) -> None:
     """IMP with rewinding to k, level after level; each level is checkpointed and reported, and a
     restarted trial continues after its last finished level."""
-    imp = _setup(config)
-    trial = config["trial"]
-    k, levels = trial["rewind_iteration"], config["levels"]
-    refs = dense_refs[trial["seed"]]
+    imp, trial = _setup(config)
+    k, levels = trial.rewind_iteration, config["levels"]
+    refs = dense_refs[trial.seed]
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         dense = ray.get(refs["final"])
@@ -102,15 +104,14 @@ def imp_chain_trial(config: dict, dense_refs: dict) -> None:
 
 def branch_trial(config: dict, dense_refs: dict, mask_refs: dict) -> None:
     """An intervention on the subnetwork of (seed, k, level), trained from k like IMP."""
-    imp = _setup(config)
-    trial = config["trial"]
-    seed, k, level = trial["seed"], trial["rewind_iteration"], trial["level"]
+    imp, trial = _setup(config)
+    seed, k, level = trial.seed, trial.rewind_iteration, trial.level
     states = dense_refs[seed]["rewind_states"]
     rewind_states = {k: ray.get(states[k]), 0: ray.get(states[0])}
     mask = Mask(ray.get(mask_refs[(seed, k, level)]))
     with _curve_writer(f"level_{level:02d}") as on_log:
         run = imp.branch(
-            trial["intervention"], level, k, rewind_states, mask, log_every=config["log_every"], on_log=on_log
+            trial.intervention, level, k, rewind_states, mask, log_every=config["log_every"], on_log=on_log
         )
     _report(run, attempt_start_level=level)
 
@@ -118,9 +119,9 @@ def branch_trial(config: dict, dense_refs: dict, mask_refs: dict) -> None:
 def telemetry_trial(config: dict, mask_refs: dict) -> None:
     """The dense run again (bitwise the same on CPU), observed by the early-phase telemetry; the
     tidy table goes into the checkpoint and TensorBoard."""
-    imp = _setup(config)
+    imp, trial = _setup(config)
     spec = TelemetrySpec.from_json(config["telemetry"])
-    seed = config["trial"]["seed"]
+    seed = trial.seed
     end = min(imp.spec.iterations(spec.end), imp.total_iterations - 1)
     split = None
     if spec.split_level:
@@ -137,13 +138,9 @@ def telemetry_trial(config: dict, mask_refs: dict) -> None:
     dense = imp.dense([], step_hook=telemetry.hook)
     telemetry.finish(dense.state)
     table = telemetry.table()
-    from torch.utils.tensorboard import SummaryWriter
-
-    with contextlib.closing(
-        SummaryWriter(os.path.join(tune.get_context().get_trial_dir(), "telemetry"))
-    ) as tb:
+    with _tensorboard("telemetry") as writer:
         for row in table.itertuples():
-            tb.add_scalar(f"{row.metric}/{row.group}", row.value, int(row.iteration))
+            writer.add_scalar(f"{row.metric}/{row.group}", row.value, int(row.iteration))
     with tempfile.TemporaryDirectory() as tmp:
         table.to_csv(Path(tmp) / TELEMETRY_FILE, index=False)
         metrics = {**dense.metrics, "node_id": ray.get_runtime_context().get_node_id()}

@@ -1,12 +1,16 @@
-"""Named run specs: the paper's setting and CPU-scale stand-ins."""
+"""Standard runs: named RunSpecs (the paper's setting and CPU-scale stand-ins) that sweep presets build on.
+
+A *run* is what one dense network and its IMP levels are trained with; a sweep *preset* (in
+``sweeps/*.py``) crosses a run with seeds, rewind iterations, levels and interventions.
+"""
 
 from __future__ import annotations
 
 from earlyphase.errors import SpecError
 from earlyphase.specs import DataSpec, ModelSpec, PruningSpec, RunSpec, TrainingSpec
 
-PRESETS: dict[str, RunSpec] = {
-    # EXPERIMENTS.md A0: ResNet-20 on CIFAR-10, 160 epochs of SGD (62,560 iterations at batch 128).
+RUNS: dict[str, RunSpec] = {
+    # docs/experiments.md A0: ResNet-20 on CIFAR-10, 160 epochs of SGD (62,560 iterations at batch 128).
     "paper_resnet20_cifar10": RunSpec(
         data=DataSpec("cifar10", batch_size=128),
         model=ModelSpec("resnet20"),
@@ -36,8 +40,8 @@ PRESETS: dict[str, RunSpec] = {
 }
 
 
-def get_preset(name: str) -> RunSpec:
+def get_run(name: str) -> RunSpec:
     try:
-        return PRESETS[name]
+        return RUNS[name]
     except KeyError:
-        raise SpecError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
+        raise SpecError(f"unknown run {name!r}; choose one of {', '.join(RUNS)}") from None
