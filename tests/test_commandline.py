@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
+import typing
 from pathlib import Path
 
 import pytest
 
 from earlyphase.__main__ import main as run_main
 from earlyphase.commandline import spec_flags
-from earlyphase.specs import RunSpec, Spec
+from earlyphase.specs import RunSpec
 from earlyphase.sweep import SweepSpec, Trial
 from earlyphase.tune.cli import main as sweep_main
 from earlyphase.tune.cli import parser, resolve_sweep
@@ -35,18 +36,12 @@ def _resolve(argv: list[str], family: str = "rewind_grid") -> SweepSpec:
     return resolve_sweep(presets, p.parse_args(argv), flags)
 
 
-def _leaf_fields(cls: type[Spec], path=()) -> set[tuple[str, ...]]:
+def _leaf_fields(cls: type, path=()) -> set[tuple[str, ...]]:
+    """Paths of every non-spec field, nested specs (``X`` or ``X | None``) walked into."""
     leaves = set()
-    for f in dataclasses.fields(cls):
-        kind = cls.__dataclass_fields__[f.name].type
-        nested = next(
-            (c for c in (RunSpec, *Spec.__subclasses__()) if isinstance(kind, str) and c.__name__ in kind),
-            None,
-        )
-        if nested is not None and nested is not cls:
-            leaves |= _leaf_fields(nested, (*path, f.name))
-        else:
-            leaves.add((*path, f.name))
+    for name, kind in typing.get_type_hints(cls).items():
+        nested = [k for k in (kind, *typing.get_args(kind)) if dataclasses.is_dataclass(k)]
+        leaves |= _leaf_fields(nested[0], (*path, name)) if nested else {(*path, name)}
     return leaves
 
 
