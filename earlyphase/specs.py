@@ -236,7 +236,7 @@ class PretrainingSpec(Spec):
         },
     )
     subset_size: int = field(
-        default=1024,
+        default=1000,  # a multiple of 10 classes
         metadata={"help": "subset: class-balanced training examples used", "flag": "pretraining-subset-size"},
     )
     sparse_level: int = field(
@@ -295,7 +295,7 @@ class PretrainingSpec(Spec):
 
     @property
     def name(self) -> str:
-        """The canonical name in results: ``none``, ``random_labels_1.0``, ``blur_4``, ``subset_1024``,
+        """The canonical name in results: ``none``, ``random_labels_1.0``, ``blur_4``, ``subset_1000``,
         and with sparse pretraining ``sparse_L3_rotation`` (chain k = 0) or ``sparse_L3_k500_rotation``."""
         name = self.mode
         if self.mode in _MODE_PARAMETERS:
