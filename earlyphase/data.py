@@ -1,6 +1,6 @@
 """Datasets: loaded once as uint8 tensors, kept on the training device, batched deterministically.
 
-The batch of iteration t is a pure function of (seed, t): epoch e = t // iterations_per_epoch
+The batch of iteration t is a pure function of (seed, t): data epoch e = t // batches_per_epoch
 uses a permutation (and augmentation draws) from a generator seeded by (seed, e), so a run can
 rewind or resume to any iteration and see exactly the batches it would have seen.
 
@@ -12,6 +12,7 @@ If nothing is found there, torchvision downloads into the given directory (or th
 from __future__ import annotations
 
 import codecs
+import copy
 import functools
 import gzip
 import os
@@ -231,16 +232,39 @@ class TrainData:
         self.device = torch.device(device)
         self.info = DATASETS[spec.dataset]
         self.augment = self.info.default_augment if spec.augment is None else spec.augment
-        self.train_x, self.train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
+        train_x, train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
         self.test_x, self.test_y = (t.to(self.device) for t in load_split(spec.dataset, False, data_dir))
-        # Zero padding in uint8 (black), applied once to the whole train set; crops index into it.
-        self.padded_x = torch.nn.functional.pad(self.train_x, (PAD,) * 4) if self.augment else None
-        self.train_size = len(self.train_x)
-        self.iterations_per_epoch = -(-self.train_size // spec.batch_size)
+        # The epoch of the lr schedule and of step strings; a view keeps it while its own epochs differ.
+        self.iterations_per_epoch = -(-len(train_x) // spec.batch_size)
         channels = len(self.info.mean)
         self._mean = torch.tensor(self.info.mean, device=self.device).view(1, channels, 1, 1)
         self._std = torch.tensor(self.info.std, device=self.device).view(1, channels, 1, 1)
+        self._use_train_set(train_x, train_y)
+
+    def _use_train_set(self, train_x: torch.Tensor, train_y: torch.Tensor) -> None:
+        self.train_x, self.train_y = train_x, train_y
+        # Zero padding in uint8 (black), applied once to the whole train set; crops index into it.
+        self.padded_x = torch.nn.functional.pad(train_x, (PAD,) * 4) if self.augment else None
+        self.train_size = len(train_x)
+        self.batches_per_epoch = -(-self.train_size // self.spec.batch_size)
         self._epoch: int | None = None
+
+    def view(
+        self,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        test: tuple[torch.Tensor, torch.Tensor] | None = None,
+        augment: bool | None = None,
+    ) -> TrainData:
+        """This data with the training set replaced (uint8 images and labels on the device), and the
+        test set and augmentation if given: same seed, batch size and ``iterations_per_epoch`` (the
+        schedule's epoch). Batches are drawn exactly as here, with data epochs over the new set."""
+        view = copy.copy(self)
+        view.augment = self.augment if augment is None else augment
+        if test is not None:
+            view.test_x, view.test_y = test
+        view._use_train_set(train_x, train_y)
+        return view
 
     def _draw_epoch(self, epoch: int) -> None:
         """The epoch's permutation and augmentation draws, from a CPU generator seeded by (seed, epoch)."""
@@ -256,7 +280,7 @@ class TrainData:
         """Normalised float32 images and int64 labels of the step at ``iteration``."""
         if iteration < 0:
             raise SpecError(f"iteration must be >= 0, got {iteration}")
-        epoch, position = divmod(iteration, self.iterations_per_epoch)
+        epoch, position = divmod(iteration, self.batches_per_epoch)
         if epoch != self._epoch:
             self._draw_epoch(epoch)
         start = position * self.spec.batch_size

@@ -4,7 +4,8 @@ Level 0 is the dense run, which keeps the full state at every rewind iteration k
 prunes ``fraction`` of the surviving weights by their magnitude at the end of level L-1,
 rewinds every survivor (and BN parameters, running statistics, counters) to iteration k and
 trains from k to the end with the schedule positioned at k and a fresh optimiser. Branches
-apply an intervention to a level's subnetwork at k and train it the same way.
+apply an intervention to a level's subnetwork at k and train it the same way. A run with a
+pretraining mode (A4) replaces the dense run's first P iterations; its levels rewind to P.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from dataclasses import dataclass, field
 import torch
 
 from earlyphase.data import TrainData
+from earlyphase.errors import SpecError
 from earlyphase.interventions import BranchStart, get_intervention
 from earlyphase.masks import Mask, magnitude_prune
 from earlyphase.models import build_model
+from earlyphase.pretraining import check_pretraining, pretrain
 from earlyphase.specs import RunSpec
 from earlyphase.training import State, TrainResult, capture_state, train, training_device
 
@@ -70,8 +73,17 @@ class IMP:
     def dense_mask(self, model: torch.nn.Module) -> Mask:
         return Mask.dense(model, self.spec.pruning.layers_to_ignore).to(self.device)
 
-    def dense(self, rewind_iterations: Iterable[int], **train_options) -> DenseRun:
-        """Train the dense network from its seeded initialisation, keeping the full state at each k."""
+    def dense(
+        self, rewind_iterations: Iterable[int], pretraining_mask: Mask | None = None, **train_options
+    ) -> DenseRun:
+        """Train the dense network from its seeded initialisation, keeping the full state at each k.
+
+        With a pretraining mode the first P iterations are :func:`~earlyphase.pretraining.pretrain`
+        and the run continues from P on the real task (see :meth:`pretrained_dense`)."""
+        if self.spec.pretraining.mode != "none":
+            return self.pretrained_dense(rewind_iterations, pretraining_mask, **train_options)
+        if pretraining_mask is not None:
+            raise SpecError("a pretraining mask needs sparse pretraining")
         rewind_iterations = sorted({0, *rewind_iterations})
         for k in rewind_iterations:
             self.spec.check_rewind(k)
@@ -79,6 +91,46 @@ class IMP:
         mask = self.dense_mask(model)
         result = train(model, self.data, self.spec.training, capture=rewind_iterations, **train_options)
         return DenseRun(**vars(self._level_run(0, mask, result, start=0)))
+
+    def pretrained_dense(
+        self, rewind_iterations: Iterable[int], pretraining_mask: Mask | None = None, **train_options
+    ) -> DenseRun:
+        """Pretrain for P iterations, then train P → end on the real data and labels with the
+        schedule positioned at P, continuing the pretraining optimiser unless the spec resets it.
+
+        The rewind states are the 10-way network's initial state (0), the state at P (where IMP
+        levels of a pretrained run rewind to) and the states at any requested k > P; the final state
+        is the mask source. With sparse pretraining ``pretraining_mask`` (the mask of level
+        ``sparse_level``) applies throughout and the returned run is that level, not level 0."""
+        length = check_pretraining(self.spec)
+        later = sorted({length, *(k for k in rewind_iterations if k != 0)})
+        for k in later:
+            self.spec.check_rewind(k)
+            if k < length:
+                raise SpecError(
+                    f"rewind iteration {k} lies inside pretraining: rewind to 0 or to k >= P = {length}"
+                )
+        initial = self.new_model()
+        sparse = None if pretraining_mask is None else pretraining_mask.to(self.device)
+        pretrained = pretrain(self.spec, self.seed, self.data, sparse, **train_options)
+        model = self.new_model()
+        model.load_state_dict(pretrained.state)
+        result = train(
+            model,
+            self.data,
+            self.spec.training,
+            start=length,
+            mask=sparse,
+            capture=later,
+            optimizer_state=pretrained.optimizer_state,
+            **train_options,
+        )
+        result.captured[0] = capture_state(initial)
+        result.curve = pretrained.curve + result.curve
+        result.wall_time_s += pretrained.wall_time_s
+        mask = self.dense_mask(initial) if sparse is None else sparse
+        run = self._level_run(self.spec.pretraining.sparse_level, mask, result, start=length)
+        return DenseRun(**vars(run))
 
     def prune(self, state: State, mask: Mask) -> Mask:
         """The next level's mask: global magnitude pruning of ``state``'s surviving weights."""

@@ -54,7 +54,7 @@ class Spec:
         """Raise :class:`SpecError` for values no run could use."""
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
@@ -98,6 +98,17 @@ def canonical_json(value: Any) -> str:
 
 def content_key(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """A field value as plain data; nested specs through their own (canonical) ``to_dict``."""
+    if isinstance(value, Spec):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -197,18 +208,88 @@ class PruningSpec(Spec):
             raise SpecError(f"pruning fraction must lie in (0, 1), got {self.fraction}")
 
 
-PRETRAINING_MODES = ("none",)
+PRETRAINING_MODES = ("none", "supervised", "random_labels", "rotation", "blur", "subset")
+_MODE_PARAMETERS = {"random_labels": "label_fraction", "blur": "blur_factor", "subset": "subset_size"}
 
 
 @dataclass(frozen=True)
 class PretrainingSpec(Spec):
-    """What replaces the first phase of training (``none``: ordinary dense training)."""
+    """What replaces the first P iterations of training (docs/experiments.md A4); ``none``: nothing.
 
-    mode: str = option("none", "what replaces the first phase of training", flag="pretraining-mode")
+    The canonical dict (hence the run's key) holds only the fields the mode uses, so ``none`` keys
+    as before pretraining existed and e.g. a rotation run does not depend on ``blur_factor``.
+    """
+
+    mode: str = option("none", f"pretraining mode: {', '.join(PRETRAINING_MODES)}", flag="pretraining-mode")
+    iterations: str = option(
+        "0it", "pretraining length P, e.g. 500it or 2ep (0 for none)", flag="pretraining-iterations"
+    )
+    label_fraction: float = option(
+        1.0, "random_labels: fraction of training labels replaced", flag="pretraining-label-fraction"
+    )
+    blur_factor: int = option(
+        4, "blur: down-sampling factor b (bilinear down and up)", flag="pretraining-blur-factor"
+    )
+    subset_size: int = option(  # a multiple of 10 classes
+        1000, "subset: class-balanced training examples used", flag="pretraining-subset-size"
+    )
+    sparse_level: int = option(
+        0, "pretrain the IMP subnetwork of this level (0: dense)", flag="pretraining-sparse-level"
+    )
+    sparse_rewind_iteration: int = option(
+        0,
+        "sparse pretraining: the rewind iteration of the chain whose mask is used",
+        flag="pretraining-sparse-rewind-iteration",
+    )
+    reset_optimizer: bool = option(
+        False,
+        "a fresh SGD optimiser after pretraining (default: momentum carried over)",
+        flag="pretraining-reset-optimizer",
+    )
 
     def validate(self) -> None:
         if self.mode not in PRETRAINING_MODES:
-            raise SpecError(f"unknown pretraining mode {self.mode!r}; choose one of {PRETRAINING_MODES}")
+            raise SpecError(
+                f"unknown pretraining mode {self.mode!r}; choose one of {', '.join(PRETRAINING_MODES)}"
+            )
+        length = parse_step(self.iterations, 1)  # 0 for any dataset iff no epochs and no iterations
+        if self.mode == "none" and length:
+            raise SpecError(f"pretraining mode none takes no pretraining iterations, got {self.iterations!r}")
+        if self.mode != "none" and not length:
+            raise SpecError(f"pretraining mode {self.mode} needs pretraining iterations > 0")
+        if not 0 <= self.label_fraction <= 1:
+            raise SpecError(f"random-label fraction must lie in [0, 1], got {self.label_fraction}")
+        if self.blur_factor < 1:
+            raise SpecError(f"blur factor must be >= 1, got {self.blur_factor}")
+        if self.subset_size < 1:
+            raise SpecError(f"subset size must be >= 1, got {self.subset_size}")
+        if self.sparse_level < 0 or self.sparse_rewind_iteration < 0:
+            raise SpecError(
+                f"sparse pretraining level and rewind iteration must be >= 0, "
+                f"got {self.sparse_level} and {self.sparse_rewind_iteration}"
+            )
+        if self.mode == "none" and self.sparse_level:
+            raise SpecError("sparse pretraining needs a pretraining mode other than none")
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.mode == "none":
+            return {"mode": "none"}
+        names = ["mode", "iterations", "reset_optimizer"]
+        names += [_MODE_PARAMETERS[self.mode]] if self.mode in _MODE_PARAMETERS else []
+        names += ["sparse_level", "sparse_rewind_iteration"] if self.sparse_level else []
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def name(self) -> str:
+        """The canonical name in results: ``none``, ``random_labels_1.0``, ``blur_4``, ``subset_1000``,
+        and with sparse pretraining ``sparse_L3_rotation`` (chain k = 0) or ``sparse_L3_k500_rotation``."""
+        name = self.mode
+        if self.mode in _MODE_PARAMETERS:
+            name += f"_{getattr(self, _MODE_PARAMETERS[self.mode])}"
+        if self.sparse_level:
+            chain = f"_k{self.sparse_rewind_iteration}" if self.sparse_rewind_iteration else ""
+            name = f"sparse_L{self.sparse_level}{chain}_{name}"
+        return name
 
 
 @dataclass(frozen=True)

@@ -82,10 +82,12 @@ def evaluate(model: nn.Module, data: TrainData, split: str = "test") -> tuple[fl
 
 @dataclass
 class TrainResult:
-    """The final state, the states captured on the way, and the logged curve (one dict per row)."""
+    """The final state, the states captured on the way, the logged curve (one dict per row) and the
+    optimiser's final momentum buffers by parameter name (empty without momentum)."""
 
     state: State
     captured: dict[int, State] = field(default_factory=dict)
+    optimizer_state: State = field(default_factory=dict)
     curve: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
 
@@ -107,15 +109,18 @@ def train(
     log_every: int = 0,
     on_log: Callable[[dict[str, float]], None] | None = None,
     step_hook: Callable[[int, nn.Module], None] | None = None,
+    optimizer_state: State | None = None,
 ) -> TrainResult:
     """Train ``model`` in place from iteration ``start`` to ``end`` (default: the spec's length).
 
-    A fresh SGD optimiser is used; the step at iteration t uses ``spec.lr_at(t)``. The state
-    *after* t steps is captured for every t in ``capture`` (``start`` included if asked). Test
-    metrics are logged every ``spec.eval_every`` iterations and at ``end``; running train
-    loss/accuracy and the lr every ``log_every`` iterations as well (0: only with evals).
-    ``step_hook(t, model)`` runs at every step after the backward pass, before the update: the
-    weights are w_t and the gradients those of batch t (masked).
+    A fresh SGD optimiser is used, or one continuing from ``optimizer_state`` (momentum buffers by
+    parameter name, as a previous :class:`TrainResult` returns them; a parameter missing there starts
+    from a zero buffer, which without dampening is exactly a fresh buffer's first step). The step at
+    iteration t uses ``spec.lr_at(t)``. The state *after* t steps is captured for every t in
+    ``capture`` (``start`` included if asked). Test metrics are logged every ``spec.eval_every``
+    iterations and at ``end``; running train loss/accuracy and the lr every ``log_every`` iterations
+    as well (0: only with evals). ``step_hook(t, model)`` runs at every step after the backward pass,
+    before the update: the weights are w_t and the gradients those of batch t (masked).
     """
     ipe = data.iterations_per_epoch
     end = spec.total_iterations(ipe) if end is None else end
@@ -130,13 +135,18 @@ def train(
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = {name: p for name, p in model.named_parameters() if p.requires_grad}
     optimizer = torch.optim.SGD(
-        params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, fused=True
+        named.values(), lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, fused=True
     )
+    if optimizer_state is not None and spec.momentum:
+        for name, p in named.items():
+            buffer = optimizer_state.get(name)
+            optimizer.state[p]["momentum_buffer"] = (
+                torch.zeros_like(p) if buffer is None else torch.empty_like(p).copy_(buffer)
+            )
     masked_params, mask_values = [], []
     if mask is not None:
-        named = dict(model.named_parameters())
         mask.apply_(model)
         for name, keep in mask.items():
             masked_params.append(named[name])
@@ -194,5 +204,10 @@ def train(
     if start == end:
         log(end, True)
     result.state = capture_state(model)
+    result.optimizer_state = {
+        name: optimizer.state[p]["momentum_buffer"].detach().clone()
+        for name, p in named.items()
+        if optimizer.state[p].get("momentum_buffer") is not None
+    }
     result.wall_time_s = time.perf_counter() - began
     return result
