@@ -40,8 +40,9 @@ def test_el2n_and_grand_match_the_closed_form_of_a_linear_model():
         p = torch.softmax(x.double() @ model.weight.double().T + model.bias.double(), dim=1)
     error = (p - F.one_hot(y, 3).double()).norm(dim=1)
     expected_grand = error * (x.double().pow(2).sum(1) + 1).sqrt()
-    torch.testing.assert_close(el2n(model, x, y, batch_size=3).double(), error, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(grand(model, x, y, batch_size=3).double(), expected_grand, rtol=1e-5, atol=1e-6)
+    tolerance = {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(el2n(model, x, y, batch_size=3).double(), error, **tolerance)
+    torch.testing.assert_close(grand(model, x, y, batch_size=3).double(), expected_grand, **tolerance)
 
 
 def test_grand_equals_a_per_example_autograd_loop_with_batchnorm_in_eval_mode():
@@ -187,7 +188,7 @@ def test_score_network_scores_the_run_trained_for_score_steps():
     # records after 10, 20, 30 and 40 iterations: at most 2 forgetting events, never-learned = 4
     forgetting = scores["forgetting"]
     assert set(forgetting.unique().tolist()) <= {0.0, 1.0, 2.0, 4.0}
-    correct_at_end = el2n(model, x, y) < 0.5 ** 0.5  # p_y > ½ guarantees a correct prediction
+    correct_at_end = el2n(model, x, y) < 0.5  # EL2N ≥ 1 − p_y, so p_y > ½: a correct prediction
     assert (forgetting[correct_at_end] < 4).all() and (forgetting == 0).float().mean() > 0.3
     only = score_network(TINY, 7, ScoreSpec(scores=("el2n",), score_steps="40it"), device="cpu")
     assert list(only) == ["el2n"] and torch.equal(only["el2n"], scores["el2n"])
