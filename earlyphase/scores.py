@@ -66,9 +66,7 @@ def el2n(
     return torch.cat(scores)
 
 
-def grand(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 128
-) -> torch.Tensor:
+def grand(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """‖∇θ CE(f(x), y)‖₂ per example over all trainable parameters, in eval mode.
 
     Per-example gradients come from ``vmap(grad(...))`` over a batch (``batch_size`` × number of
