@@ -55,12 +55,18 @@ class IMP:
     """IMP with rewinding for one (spec, seed); call :meth:`dense`, then :meth:`level` per level."""
 
     def __init__(
-        self, spec: RunSpec, seed: int, device: torch.device | str | None = None, data_dir: str | None = None
+        self,
+        spec: RunSpec,
+        seed: int,
+        device: torch.device | str | None = None,
+        data_dir: str | None = None,
+        data_seed: int | None = None,
     ):
+        """``seed`` sets the initialisation; ``data_seed`` the data order (default: ``seed``)."""
         self.spec = spec
         self.seed = seed
         self.device = training_device(str(device) if device else None)
-        self.data = TrainData(spec.data, seed, self.device, data_dir)
+        self.data = TrainData(spec.data, seed if data_seed is None else data_seed, self.device, data_dir)
         self.total_iterations = spec.total_iterations
 
     def new_model(self, seed: int | None = None) -> torch.nn.Module:

@@ -339,3 +339,36 @@ class TelemetrySpec(Spec):
             )
         if self.split_level < 0:
             raise SpecError(f"telemetry split level must be >= 0, got {self.split_level}")
+
+
+SCORES = ("el2n", "grand", "forgetting")
+
+
+@dataclass(frozen=True)
+class ScoreSpec(Spec):
+    """Example difficulty scores (docs/experiments.md B): K independently seeded networks, each an
+    ordinary dense run of the RunSpec stopped after ``score_steps`` and scored there, averaged."""
+
+    score_networks: int = option(4, "K: independently seeded score networks averaged (lth_diet: 16)")
+    score_steps: str = option(
+        "2ep", "training of each score network before scoring (lth_diet: 7800 it, ~20ep)"
+    )
+    scores: tuple[str, ...] = option(SCORES, f"scores to compute, of {', '.join(SCORES)}")
+    forgetting_every: str = option(
+        "1ep", "how often the whole train set's correctness is recorded for forgetting"
+    )
+
+    def validate(self) -> None:
+        if self.score_networks < 1:
+            raise SpecError(f"score_networks must be >= 1, got {self.score_networks}")
+        if not self.scores:
+            raise SpecError("scores is empty; choose some of " + ", ".join(SCORES))
+        unknown = [s for s in self.scores if s not in SCORES]
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            raise SpecError(f"unknown score(s) {names}; choose from {', '.join(SCORES)}")
+        if len(set(self.scores)) != len(self.scores):
+            raise SpecError(f"scores {self.scores} name a score twice")
+        for name in ("score_steps", "forgetting_every"):
+            if parse_step(getattr(self, name), 1) == 0:
+                raise SpecError(f"{name} must be at least one iteration, got {getattr(self, name)!r}")
