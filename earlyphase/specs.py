@@ -26,7 +26,7 @@ _STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
 def option(default: Any = dataclasses.MISSING, help: str = "", flag: str | None = None, **kwargs: Any):
     """A spec field with its one-line ``help`` and, if not the field's name, its ``flag``."""
     metadata = {"help": help, **({"flag": flag} if flag else {})}
-    return field(default=default, metadata=metadata, **kwargs)
+    return option(default, metadata=metadata, **kwargs)
 
 
 def parse_step(step: str | int, iterations_per_epoch: int) -> int:
@@ -372,3 +372,80 @@ class ScoreSpec(Spec):
         for name in ("score_steps", "forgetting_every"):
             if parse_step(getattr(self, name), 1) == 0:
                 raise SpecError(f"{name} must be at least one iteration, got {getattr(self, name)!r}")
+
+
+DYNAMICS_ARCHITECTURES = ("two_layer", "deep", "cnn")
+DYNAMICS_ACTIVATIONS = ("relu", "tanh", "erf", "softplus")
+DYNAMICS_TRAINED_LAYERS = ("first", "second", "both")
+DYNAMICS_TASKS = ("gaussian", "fashion_mnist", "cifar10")
+DYNAMICS_LABELLINGS = ("linear", "quadratic", "mixed")
+# Two classes per image task when ``classes`` is empty: T-shirt/top vs shirt (Fashion-MNIST, a pair a
+# linear model cannot separate well, like the paper's pair) and the paper's cats vs horses (CIFAR-10).
+DYNAMICS_DEFAULT_CLASSES = {"fashion_mnist": (0, 6), "cifar10": (3, 7)}
+
+
+@dataclass(frozen=True)
+class DynamicsSpec(Spec):
+    """Early-time linear dynamics (Hu et al. 2020): a network and its linear model under full-batch GD."""
+
+    architecture: str = option("two_layer", "two_layer, deep (fully connected) or cnn (patches + pooling)")
+    depth: int = option(3, "hidden layers of deep and cnn (two_layer has one)")
+    hidden_width: int = option(256, "hidden units (channels) per layer, m")
+    activation: str = option("relu", "relu, tanh, erf or softplus")
+    patch_size: int = option(4, "cnn: side of the square patches of the first layer")
+    patch_stride: int = option(4, "cnn: stride between patches")
+    trained_layers: str = option("first", "first (input layer), second (output layer) or both (all layers)")
+    dynamics_lr: float = option(4.0, "gradient-descent learning rate, both models")
+    gd_steps: int = option(2000, "full-batch gradient-descent steps")
+    log_points: int = option(25, "measurements on a log-spaced grid of steps")
+    center_output: bool = option(True, "train f - f_0 so the network starts at 0 like the linear model")
+    task: str = option("gaussian", "gaussian, fashion_mnist or cifar10")
+    classes: tuple[int, ...] = option((), "two labels (-1, +1) of an image task; empty: 0 vs 6 / 3 vs 7")
+    input_dim: int = option(100, "gaussian: input dimension d")
+    labelling: str = option("mixed", "gaussian labels: linear sign(z1), quadratic sign(z2 z3), mixed")
+    train_examples: int = option(2000, "training examples (paper: 20000)")
+    test_examples: int = option(500, "test examples (paper: 2000)")
+
+    def validate(self) -> None:
+        choices = {
+            "architecture": DYNAMICS_ARCHITECTURES,
+            "activation": DYNAMICS_ACTIVATIONS,
+            "trained_layers": DYNAMICS_TRAINED_LAYERS,
+            "task": DYNAMICS_TASKS,
+            "labelling": DYNAMICS_LABELLINGS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        for name in ("depth", "hidden_width", "patch_size", "patch_stride", "gd_steps", "input_dim"):
+            if getattr(self, name) < 1:
+                raise SpecError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("train_examples", "test_examples"):
+            if getattr(self, name) < 2:
+                raise SpecError(f"{name} must be at least 2, got {getattr(self, name)}")
+        if not self.dynamics_lr > 0:
+            raise SpecError(f"dynamics_lr must be positive, got {self.dynamics_lr}")
+        if self.log_points < 2:
+            raise SpecError(f"log_points must be at least 2, got {self.log_points}")
+        if self.classes and (
+            len(self.classes) != 2
+            or self.classes[0] == self.classes[1]
+            or not all(isinstance(c, int) and 0 <= c < 10 for c in self.classes)
+        ):
+            raise SpecError(f"classes must be two distinct labels in 0..9, got {list(self.classes)}")
+        if (
+            self.architecture == "cnn"
+            and self.task == "gaussian"
+            and round(self.input_dim**0.5) ** 2 != self.input_dim
+        ):
+            raise SpecError(f"a cnn on gaussian inputs needs a square input_dim, got {self.input_dim}")
+
+    @property
+    def hidden_layers(self) -> int:
+        """1 for two_layer, ``depth`` otherwise."""
+        return 1 if self.architecture == "two_layer" else self.depth
+
+    @property
+    def class_pair(self) -> tuple[int, int]:
+        """The image task's (negative, positive) labels."""
+        return tuple(self.classes) if self.classes else DYNAMICS_DEFAULT_CLASSES.get(self.task, (0, 1))
