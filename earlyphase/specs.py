@@ -26,7 +26,7 @@ _STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
 def option(default: Any = dataclasses.MISSING, help: str = "", flag: str | None = None, **kwargs: Any):
     """A spec field with its one-line ``help`` and, if not the field's name, its ``flag``."""
     metadata = {"help": help, **({"flag": flag} if flag else {})}
-    return option(default, metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
 
 
 def parse_step(step: str | int, iterations_per_epoch: int) -> int:
