@@ -89,6 +89,10 @@ class SweepSpec(Spec):
                 f"chain: levels >= {t.split_level} and k among the rewind iterations"
             )
 
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets its trials load (checked before launch)."""
+        return (self.run.data.dataset,)
+
     def dense_trials(self) -> list[Trial]:
         keep = tuple(sorted(set(self.rewind_iterations)))
         return [Trial("dense", s, keep_states=keep) for s in self.seeds]

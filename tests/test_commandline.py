@@ -182,12 +182,14 @@ def test_trial_round_trips_through_its_tune_config():
 def _fake(status: str, stage: str, level: int | None = None):
     trial = Trial(stage, 0, 0 if stage == "imp" else None)
     return types.SimpleNamespace(
-        status=status, config={"trial": trial.to_config()}, last_result={"level": level} if level else {}
+        status=status,
+        config={"trial": trial.to_config(), "levels": 8},
+        last_result={"level": level} if level else {},
     )
 
 
 def test_progress_line_counts_trials_and_levels():
-    progress = StageProgress("imp", levels=8)
+    progress = StageProgress("imp")
     trials = [_fake("TERMINATED", "imp", 8), _fake("RUNNING", "imp", 3), _fake("PENDING", "imp")]
     line = progress.line(trials)
     assert "1/3 trials done, 1 running, 1 pending" in line and "11/24 levels" in line  # pending: 0

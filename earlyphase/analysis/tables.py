@@ -137,3 +137,9 @@ def telemetry_curves(telemetry: pd.DataFrame) -> pd.DataFrame:
     )
     curves["std"] = curves["std"].fillna(0.0)
     return curves.sort_values(["metric", "group", "iteration"], ignore_index=True)
+
+
+def accuracy_summary(results: pd.DataFrame) -> str:
+    """What an IMP sweep prints at its end: test accuracy vs density for every line."""
+    heading = f"Test accuracy (%) by density, mean ± std over {results.seed.nunique()} seed(s):"
+    return f"{heading}\n\n{markdown_table(imp_curves(results))}"

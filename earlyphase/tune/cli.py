@@ -20,6 +20,7 @@ from earlyphase.commandline import (
     print_config,
 )
 from earlyphase.errors import SpecError
+from earlyphase.specs import Spec
 from earlyphase.sweep import SweepSpec
 from earlyphase.tune import storage
 
@@ -27,13 +28,14 @@ DEFAULT_STORAGE = os.environ.get("EARLYPHASE_STORAGE", "results")
 
 
 def parser(
-    family: str, presets: dict[str, SweepSpec], description: str
+    family: str, presets: dict[str, Spec], description: str, spec_class: type[Spec] = SweepSpec
 ) -> tuple[argparse.ArgumentParser, list]:
     """The sweep's parser: preset, config, execution flags, and a flag for every field of the sweep."""
     p = OneLineParser(prog=f"sweeps/{family}.py", description=description)
     p.add_argument("--preset", default="quick", choices=sorted(presets), help="the sweep (default: quick)")
     add_config_arguments(p, "sweep")
-    p.add_argument("--list-interventions", nargs=0, action=_ListInterventions, help="list them and exit")
+    if spec_class is SweepSpec:
+        p.add_argument("--list-interventions", nargs=0, action=_ListInterventions, help="list them and exit")
     run = p.add_argument_group("execution (not part of the sweep's key)")
     run.add_argument(
         "--storage-path", default=DEFAULT_STORAGE, help="local dir or s3://... (default: results)"
@@ -46,7 +48,7 @@ def parser(
     run.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker died")
     run.add_argument("--log-every", type=int, default=100, help="iterations between TensorBoard points")
     run.add_argument("--data-dir", help="where the dataset's files are (default: the dataset's usual place)")
-    return p, add_spec_arguments(p, SweepSpec)
+    return p, add_spec_arguments(p, spec_class)
 
 
 class _ListInterventions(argparse.Action):
@@ -57,11 +59,13 @@ class _ListInterventions(argparse.Action):
         parser.exit()
 
 
-def resolve_sweep(presets: dict[str, SweepSpec], args: argparse.Namespace, flags: list) -> SweepSpec:
+def resolve_sweep(
+    presets: dict[str, Spec], args: argparse.Namespace, flags: list, spec_class: type[Spec] = SweepSpec
+) -> Spec:
     """The preset (or ``--config``) with every given flag applied. ``--levels`` without
     ``--intervention-levels`` drops the intervention levels it cuts off."""
-    sweep = load_config(SweepSpec, args.config) if args.config else presets[args.preset]
-    if args.spec__levels is not None and args.spec__intervention_levels is None:
+    sweep = load_config(spec_class, args.config) if args.config else presets[args.preset]
+    if getattr(args, "spec__levels", None) is not None and args.spec__intervention_levels is None:
         kept = tuple(lv for lv in sweep.intervention_levels if lv <= args.spec__levels)
         sweep = sweep.replace(intervention_levels=kept)
     return apply_flags(sweep, args, flags)
@@ -79,16 +83,25 @@ def _experiment_name(family: str, args: argparse.Namespace, storage_path: str) -
     return prefix + time.strftime("%Y%m%d-%H%M%S")
 
 
-def main(family: str, presets: dict[str, SweepSpec], description: str, argv: list[str] | None = None) -> int:
-    """Parse, validate, run, summarise. Returns the process exit code."""
-    p, flags = parser(family, presets, description)
+def main(
+    family: str,
+    presets: dict[str, Spec],
+    description: str,
+    argv: list[str] | None = None,
+    spec_class: type[Spec] = SweepSpec,
+    runner: str = "earlyphase.tune.engine:run_sweep",
+) -> int:
+    """Parse, validate, run, summarise; returns the process exit code. ``spec_class`` is the sweep's
+    spec (its fields become flags; it names its ``datasets()``); ``runner`` (``module:function``,
+    imported after Ray is set up) runs it: ``runner(sweep, execution) -> Outcome``."""
+    p, flags = parser(family, presets, description, spec_class)
     args = p.parse_args(argv)
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         from earlyphase.tune.connect import loopback_environment
 
         loopback_environment()  # before anything imports ray
     try:
-        sweep = resolve_sweep(presets, args, flags)
+        sweep = resolve_sweep(presets, args, flags, spec_class)
         if args.print_config:
             print_config(sweep)
             return 0
@@ -97,22 +110,29 @@ def main(family: str, presets: dict[str, SweepSpec], description: str, argv: lis
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    import importlib
+
     from earlyphase.tune.connect import start_ray
-    from earlyphase.tune.engine import SweepFailed, run_sweep
-    from earlyphase.tune.summary import print_summary
+    from earlyphase.tune.engine import SweepFailed
 
     start_ray(args.address)
+    module, function = runner.split(":")
+    run = getattr(importlib.import_module(module), function)
     print(f"[earlyphase] experiment {execution.experiment_dir}", flush=True)
     try:
-        table = run_sweep(sweep, execution)
+        outcome = run(sweep, execution)
     except SweepFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print_summary(table, execution.experiment_dir)
+    print(f"\n{outcome.summary}\n")
+    for path in outcome.tables:
+        print(f"[earlyphase] results:     {path}")
+    print(f"[earlyphase] tensorboard: tensorboard --logdir {execution.experiment_dir}")
+    print(f"[earlyphase] report:      python analysis/report.py {execution.experiment_dir}", flush=True)
     return 0
 
 
-def _validate(family: str, sweep: SweepSpec, args: argparse.Namespace):
+def _validate(family: str, sweep: Spec, args: argparse.Namespace):
     from earlyphase.data import load_split
     from earlyphase.tune.connect import local_gpu_count
     from earlyphase.tune.engine import Execution, prepare_experiment
@@ -126,7 +146,8 @@ def _validate(family: str, sweep: SweepSpec, args: argparse.Namespace):
         )
     data_dir = storage.resolve(args.data_dir) if args.data_dir else None
     if local:  # trials run here: the data must be here too
-        load_split(sweep.run.data.dataset, True, data_dir)
+        for dataset in sweep.datasets():
+            load_split(dataset, True, data_dir)
     storage_path = storage.resolve(args.storage_path)
     execution = Execution(
         storage_path=storage_path,

@@ -12,6 +12,7 @@ nothing finished is trained twice. The tidy table is written to ``<storage>/<nam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,10 @@ import pandas as pd
 import ray
 from ray import tune
 
+from earlyphase.analysis.tables import accuracy_summary
 from earlyphase.errors import SpecError
 from earlyphase.results import RESULT_COLUMNS, TELEMETRY_COLUMNS
+from earlyphase.specs import Spec
 from earlyphase.store import load_tensors
 from earlyphase.sweep import STAGES, SweepSpec, Trial
 from earlyphase.tune import storage
@@ -58,7 +61,7 @@ class Execution:
         return storage.join(self.storage_path, self.name)
 
 
-def prepare_experiment(sweep: SweepSpec, execution: Execution, resume: bool) -> None:
+def prepare_experiment(sweep: Spec, execution: Execution, resume: bool) -> None:
     """Refuse to clobber another experiment; record the sweep so a resume runs the same one."""
     path = storage.join(execution.experiment_dir, SWEEP_FILE)
     if storage.exists(path):
@@ -75,10 +78,19 @@ def prepare_experiment(sweep: SweepSpec, execution: Execution, resume: bool) -> 
         storage.write_text(path, sweep.to_json())
 
 
-def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
-    """Run (or finish) every stage; write and return the results table."""
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished sweep tells the user: a summary to print and the tidy tables it wrote."""
+
+    summary: str
+    tables: tuple[str, ...]
+
+
+def run_sweep(sweep: SweepSpec, execution: Execution) -> Outcome:
+    """Run (or finish) every stage of an IMP sweep; write results.csv (and telemetry.csv)."""
     base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
-    grids = {"dense": _run_stage("dense", dense_trial, sweep.dense_trials(), base, sweep, execution)}
+    tables: list[str] = []
+    grids = {"dense": run_stage("dense", dense_trial, sweep.dense_trials(), base, execution)}
     dense_refs = _share_dense(grids["dense"])
     branches = sweep.branch_trials()
     split = sweep.telemetry is not None and sweep.telemetry.split_level > 0
@@ -86,32 +98,33 @@ def run_sweep(sweep: SweepSpec, execution: Execution) -> pd.DataFrame:
     if sweep.levels:
         imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
         config = {**base, "levels": sweep.levels}
-        grids["imp"] = _run_stage("imp", imp, sweep.imp_trials(), config, sweep, execution)
+        grids["imp"] = run_stage("imp", imp, sweep.imp_trials(), config, execution)
         if branches or split:
             mask_refs = _share_masks(grids["imp"])
     if branches:
         branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
-        grids["branch"] = _run_stage("branch", branch, branches, base, sweep, execution)
+        grids["branch"] = run_stage("branch", branch, branches, base, execution)
     if sweep.telemetry:
         observe = tune.with_parameters(telemetry_trial, mask_refs=mask_refs)
         config = {**base, "telemetry": sweep.telemetry.to_json()}
-        observed = _run_stage("telemetry", observe, sweep.telemetry_trials(), config, sweep, execution)
+        observed = run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
         telemetry = telemetry_table(observed, sweep, execution.name)
-        storage.write_text(
-            storage.join(execution.experiment_dir, "telemetry.csv"), telemetry.to_csv(index=False)
-        )
+        tables.append(write_table(execution, "telemetry.csv", telemetry))
     table = results_table(grids, sweep, execution.name)
-    storage.write_text(storage.join(execution.experiment_dir, "results.csv"), table.to_csv(index=False))
-    return table
+    tables.insert(0, write_table(execution, "results.csv", table))
+    return Outcome(accuracy_summary(table), tuple(tables))
 
 
-def last_level(trial: Trial, sweep: SweepSpec) -> int:
-    """The level a finished trial's last report names."""
-    return {"imp": sweep.levels, "branch": trial.level}.get(trial.stage, 0)
+def write_table(execution: Execution, name: str, table: pd.DataFrame) -> str:
+    """Write a tidy table into the experiment directory (atomically); return its path."""
+    path = storage.join(execution.experiment_dir, name)
+    storage.write_text(path, table.to_csv(index=False))
+    return path
 
 
-def trial_label(trial: Trial) -> str:
+def trial_label(config: dict) -> str:
     """A readable trial directory prefix: ``s0``, ``s0_k500``, ``s0_k500_L03_random_prune``."""
+    trial = Trial.from_config(config["trial"])
     label = f"s{trial.seed}"
     if trial.rewind_iteration is not None:
         label += f"_k{trial.rewind_iteration}"
@@ -120,9 +133,27 @@ def trial_label(trial: Trial) -> str:
     return label + ("_telemetry" if trial.stage == "telemetry" else "")
 
 
-def _run_stage(
-    stage: str, trainable, trials: list[Trial], base: dict, sweep: SweepSpec, execution: Execution
+def last_level(config: dict) -> int:
+    """The level a finished trial's last report names: an IMP chain's last, a branch's own, else 0."""
+    trial = config["trial"]
+    return {"imp": config.get("levels"), "branch": trial.get("level")}.get(trial["stage"], 0)
+
+
+def run_stage(
+    stage: str,
+    trainable,
+    trials: list,
+    config: dict,
+    execution: Execution,
+    label: Callable[[dict], str] = trial_label,
+    final_level: Callable[[dict], int] = last_level,
 ):
+    """Run (or, on ``--resume``, restore and finish) one stage: a Tune experiment with one trial per
+    element of ``trials`` (objects with ``to_config()``), each seeing ``config`` plus its ``trial``.
+
+    ``label`` names a trial's directory and ``final_level`` says which ``level`` a finished trial
+    reports last (both from its Tune config, module-level so Tune can pickle them); a stage whose
+    trials did not all get there was interrupted. Returns Tune's ResultGrid."""
     resources = {"cpu": execution.cpus_per_trial, "gpu": execution.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)
     path = storage.join(execution.experiment_dir, stage)
@@ -131,15 +162,17 @@ def _run_stage(
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={**base, "trial": tune.grid_search([t.to_config() for t in trials])},
-            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname),
+            param_space={**config, "trial": tune.grid_search([t.to_config() for t in trials])},
+            tune_config=tune.TuneConfig(
+                trial_dirname_creator=lambda trial: f"{label(trial.config)}_{trial.trial_id}"
+            ),
             run_config=tune.RunConfig(
                 name=stage,
                 storage_path=execution.experiment_dir,
                 failure_config=tune.FailureConfig(max_failures=execution.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 sync_config=tune.SyncConfig(sync_artifacts=True),
-                callbacks=[StageProgress(stage, sweep.levels)],
+                callbacks=[StageProgress(stage)],
                 verbose=0,
             ),
         )
@@ -147,19 +180,13 @@ def _run_stage(
     grid = tuner.fit()
     if grid.errors:
         raise SweepFailed(f"stage {stage}: {len(grid.errors)} trial(s) failed, first: {grid.errors[0]}")
-    unfinished = [
-        r for r in grid if r.metrics.get("level") != last_level(Trial.from_config(r.config["trial"]), sweep)
-    ]
+    unfinished = [r for r in grid if r.metrics.get("level") != final_level(r.config)]
     if unfinished:
         raise SweepFailed(
             f"stage {stage} was interrupted with {len(unfinished)} unfinished trial(s); "
             f"continue with --resume --name {execution.name}"
         )
     return grid
-
-
-def _trial_dirname(trial) -> str:
-    return f"{trial_label(Trial.from_config(trial.config['trial']))}_{trial.trial_id}"
 
 
 def _load_checkpoint(result) -> dict:

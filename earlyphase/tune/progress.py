@@ -12,8 +12,6 @@ import time
 
 from ray import tune
 
-from earlyphase.sweep import Trial
-
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -30,9 +28,8 @@ class StageProgress(tune.Callback):
     """A Tune callback printing where a stage is, instead of Tune's full status table. It is pickled
     with the stage's Tune state, so a restored stage gets it back and restarts its clock in ``setup``."""
 
-    def __init__(self, stage: str, levels: int, interval: float = 30.0):
+    def __init__(self, stage: str, interval: float = 30.0):
         self.stage = stage
-        self.levels = levels  # the reports an IMP chain makes; every other trial makes one
         self.interval = interval
         self.setup()
 
@@ -41,13 +38,15 @@ class StageProgress(tune.Callback):
         self.done_at_start: int | None = None
         self.last_line = 0.0
 
-    def levels_of(self, trial: Trial) -> int:
-        return self.levels if trial.stage == "imp" else 1
+    @staticmethod
+    def levels_of(config: dict) -> int:
+        """The reports a trial makes: an IMP chain one per level, every other trial one."""
+        return config["levels"] if config["trial"].get("stage") == "imp" else 1
 
     def _levels(self, trials) -> tuple[int, int]:
         done = total = 0
         for trial in trials:
-            expected = self.levels_of(Trial.from_config(trial.config["trial"]))
+            expected = self.levels_of(trial.config)
             total += expected
             if trial.status == "TERMINATED":
                 done += expected
