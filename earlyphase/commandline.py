@@ -81,7 +81,7 @@ def spec_flags(cls: type[Spec], path: tuple[str, ...] = ()) -> list[SpecFlag]:
     return flags
 
 
-def _finite(text: str) -> float:
+def finite_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -105,7 +105,7 @@ def _comma_list(item):
     return parse
 
 
-_SCALARS = {int: _integer, float: _finite, str: str}
+_SCALARS = {int: _integer, float: finite_number, str: str}
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
 

@@ -105,6 +105,7 @@ def test_worker_killed_mid_chain_resumes_at_its_last_level(local_ray, tmp_path):
         *SMOKE,
         "--address",
         address,
+        "--shared-storage",  # every node of this machine shares the file system
         "--storage-path",
         str(tmp_path),
         "--name",
@@ -129,7 +130,11 @@ def test_worker_killed_mid_chain_resumes_at_its_last_level(local_ray, tmp_path):
             return rows if len(rows) >= 2 and rows.level.max() < levels else None
 
         rows = wait_for(chain_at_level_two, 240, "the IMP chain to finish level 2", interval=0.2)
-        os.kill(int(rows.pid.iloc[-1]), signal.SIGKILL)  # the worker running the chain
+        # The chain's own report names its worker; stages never reuse actors (run_stage sets
+        # reuse_actors=False), so while the chain is unfinished that process runs it and nothing else.
+        worker = int(rows.pid.iloc[-1])
+        assert progress(trial_dirs(experiment, "imp")[0]).level.max() < levels
+        os.kill(worker, signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     table = pd.read_csv(experiment / "results.csv")
@@ -153,6 +158,7 @@ def test_interrupted_driver_resumes_without_retraining(local_ray, tmp_path):
         *SMOKE,
         "--address",
         address,
+        "--shared-storage",  # every node of this machine shares the file system
         "--storage-path",
         str(tmp_path),
         "--name",
