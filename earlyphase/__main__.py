@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(spec: RunSpec, args) -> int:
-    from earlyphase.imp import IMP
+    from earlyphase.imp import IMP, check_run
 
+    check_run(spec)
     k = spec.iterations(args.rewind_iteration)
     spec.check_rewind(k)
     if args.levels < 0:

@@ -143,25 +143,39 @@ def add_spec_arguments(parser: argparse.ArgumentParser, cls: type[Spec]) -> list
 
 
 def apply_flags(spec: Spec, args: argparse.Namespace, flags: list[SpecFlag]) -> Spec:
-    """``spec`` with every field whose flag was given replaced; step lists resolved against ``spec.run``.
-
-    A flag of an optional nested spec that is ``None`` creates it from its defaults."""
+    """``spec`` with every field whose flag was given replaced; step lists resolved against the
+    resulting ``spec.run``. The fields of one nested spec change together (validated once), and a
+    flag of an optional nested spec that is ``None`` creates it from its defaults."""
     given = [(f, getattr(args, f.dest)) for f in flags if getattr(args, f.dest) is not None]
-    for spec_flag, value in sorted(given, key=lambda pair: pair[0].steps):  # run fields before step lists
-        if spec_flag.steps:
-            value = tuple(spec.run.iterations(v) for v in value)
-        spec = _replace_path(spec, spec_flag.path, value)
-    return spec
+    spec = _replace_fields(spec, _tree([(f.path, v) for f, v in given if not f.steps]))
+    steps = [(f.path, tuple(spec.run.iterations(x) for x in v)) for f, v in given if f.steps]
+    return _replace_fields(spec, _tree(steps))
 
 
-def _replace_path(spec: Spec | None, path: tuple[str, ...], value: Any) -> Spec:
-    name, rest = path[0], path[1:]
-    if not rest:
-        return dataclasses.replace(spec, **{name: value})
-    inner = getattr(spec, name)
-    if inner is None:
-        inner = _optional_spec(typing.get_type_hints(type(spec))[name])()
-    return dataclasses.replace(spec, **{name: _replace_path(inner, rest, value)})
+def _tree(changes: list[tuple[tuple[str, ...], Any]]) -> dict:
+    """``[(("run", "training", "lr"), 0.1)]`` → ``{"run": {"training": {"lr": 0.1}}}``."""
+    tree: dict = {}
+    for path, value in changes:
+        node = tree
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _replace_fields(spec: Spec, tree: dict) -> Spec:
+    if not tree:
+        return spec
+    hints = typing.get_type_hints(type(spec))
+    values = {}
+    for name, change in tree.items():
+        nested = _optional_spec(hints[name])
+        if nested is not None and isinstance(change, dict):
+            inner = getattr(spec, name)
+            values[name] = _replace_fields(nested() if inner is None else inner, change)
+        else:
+            values[name] = change
+    return dataclasses.replace(spec, **values)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, what: str) -> None:

@@ -148,6 +148,7 @@ SEED_LIMIT = 2**31  # seeds feed generators as seed * 1_000_003 + epoch, which m
 def _validate(family: str, sweep: Spec, args: argparse.Namespace):
     """Every check that needs no Ray and writes nothing: values, names, paths, data, local resources."""
     from earlyphase.data import load_split
+    from earlyphase.imp import check_run
     from earlyphase.tune.connect import check_local_resources
     from earlyphase.tune.engine import Execution
 
@@ -163,6 +164,8 @@ def _validate(family: str, sweep: Spec, args: argparse.Namespace):
             f"--storage-path {storage_path} is local to this machine, but trials on other nodes must save "
             "their checkpoints there: use s3://..., gs://... or, for a shared file system, --shared-storage"
         )
+    if hasattr(sweep, "run"):
+        check_run(sweep.run)
     data_dir = storage.resolve(args.data_dir) if args.data_dir else None
     if not address:  # trials run here: the resources and both splits of the data must be here too
         check_local_resources(args.cpus_per_trial, args.gpus_per_trial)
