@@ -258,3 +258,35 @@ def test_telemetry_sweep_writes_a_tidy_table(local_ray, tmp_path):
     dense_accuracy = results[results.stage == "dense"].test_accuracy.iloc[0]
     assert progress(observed).test_accuracy.iloc[-1] == dense_accuracy
     assert any((observed / "telemetry").iterdir())  # TensorBoard events
+
+
+def test_a_request_no_node_can_hold_is_reported_within_a_minute(local_ray, tmp_path):
+    """On a cluster whose node types are not published, a trial asking for a GPU no node has is
+    reported by one line once nothing could start for 60 s (then the driver is interrupted)."""
+    cmd = sweep_command(
+        *SMOKE,
+        "--address",
+        ray.get_runtime_context().gcs_address,
+        "--shared-storage",
+        "--gpus-per-trial",
+        "1",
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "stalled",
+    )
+    started = time.monotonic()
+    with subprocess.Popen(
+        cmd, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "no trial could start" in line:
+                break
+        elapsed = time.monotonic() - started
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert any("[earlyphase] dense: no trial could start for 60 s" in line for line in seen), "".join(seen)
+    assert elapsed < 120
+    assert sum("no trial could start" in line for line in seen) == 1  # said once, not logged forever
