@@ -114,9 +114,8 @@ def main(
             print_config(sweep)
             return 0
         execution = _validate(family, sweep, args)  # nothing written, nothing started yet
-        lease = _launch(
-            family, runner, sweep, execution, args
-        )  # Ray joined or started, then the experiment claimed
+        # Ray joined (or started), then the experiment claimed: nothing is written if Ray is unreachable
+        lease = _launch(family, runner, sweep, execution, args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
