@@ -1,5 +1,8 @@
 """IMP with rewinding on real (small) training runs: exact sparsity, bitwise rewinding, determinism."""
 
+import contextlib
+import warnings
+
 import pytest
 import torch
 
@@ -8,6 +11,7 @@ from earlyphase.imp import IMP, run_data_seed
 from earlyphase.masks import Mask
 from earlyphase.runs import get_run
 from earlyphase.specs import ModelSpec, TrainingSpec
+from earlyphase.training import autocast
 
 K = 20
 
@@ -116,6 +120,26 @@ def test_fresh_and_replay_levels_start_alike_and_train_differently(smoke):
     assert all(torch.equal(fresh_level.mask[n], replay_level.mask[n]) for n in dense.mask)
     first = next(iter(dense.mask))
     assert not torch.equal(fresh_level.state[first], replay_level.state[first])
+
+
+def test_precision_is_bf16_autocast_on_cuda_only():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert isinstance(autocast(cpu, "bf16"), contextlib.nullcontext)  # the CPU always trains in fp32
+    assert isinstance(autocast(cuda, "fp32"), contextlib.nullcontext)
+    with warnings.catch_warnings():  # "CUDA is not available" on a machine without one
+        warnings.simplefilter("ignore", UserWarning)
+        bf16 = autocast(cuda, "bf16")
+    assert isinstance(bf16, torch.autocast) and (bf16.device, bf16.fast_dtype) == ("cuda", torch.bfloat16)
+
+
+def test_bf16_on_the_cpu_trains_bitwise_like_fp32():
+    spec = get_run("smoke_synthetic")
+    spec = spec.replace(training=spec.training.replace(steps="20it", milestones=(), eval_every="20it"))
+    fp32 = IMP(spec, seed=2, device="cpu").dense([])
+    bf16_spec = spec.replace(training=spec.training.replace(precision="bf16"))
+    assert bf16_spec.key() != spec.key()
+    bf16 = IMP(bf16_spec, seed=2, device="cpu").dense([])
+    assert all(torch.equal(fp32.state[n], bf16.state[n]) for n in fp32.state)
 
 
 def test_dense_training_learns(smoke):
