@@ -44,6 +44,14 @@ def parse_step(step: str | int, iterations_per_epoch: int) -> int:
     return epochs * iterations_per_epoch + iterations
 
 
+def format_step(iterations: int, iterations_per_epoch: int) -> str:
+    """The inverse of :func:`parse_step`: 7820 at 391 per epoch → ``"20ep"``, 900 → ``"2ep118it"``."""
+    epochs, rest = divmod(iterations, iterations_per_epoch)
+    if not epochs:
+        return f"{rest}it"
+    return f"{epochs}ep" + (f"{rest}it" if rest else "")
+
+
 class Spec:
     """Mixin: canonical JSON, content hash, validation hook."""
 
@@ -150,9 +158,14 @@ class ModelSpec(Spec):
             raise SpecError(f"model width must be >= 1, got {self.width}")
 
 
+DATA_ORDERS = ("fresh", "replay")
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainingSpec(Spec):
-    """SGD with momentum, weight decay, linear warmup and step milestones."""
+    """SGD with momentum, weight decay, linear warmup and step milestones; the data order of the runs
+    built on the dense run and the arithmetic precision (docs/experiments.md A0, A1)."""
 
     steps: str = option("160ep", "training length: 160ep, 3000it, 2ep100it")
     lr: float = option(0.1, "learning rate")
@@ -162,8 +175,15 @@ class TrainingSpec(Spec):
     gamma: float = option(0.1, "lr factor at each milestone")
     warmup: str = option("0it", "linear lr warmup length")
     eval_every: str = option("1ep", "test-set evaluation interval")
+    data_order: str = option(
+        "fresh", "fresh: every level and branch draws its own data order (OpenLTH); replay: the dense run's"
+    )
+    precision: str = option("fp32", "fp32 (the papers), or bf16: bf16 autocast on CUDA (CPU: always fp32)")
 
     def validate(self) -> None:
+        for name, allowed in (("data_order", DATA_ORDERS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         for step in (self.steps, self.warmup, self.eval_every, *self.milestones):
             parse_step(step, 1)
         if parse_step(self.steps, 1) == 0:
@@ -306,6 +326,15 @@ class RunSpec(Spec):
     pruning: PruningSpec = field(default_factory=PruningSpec)
     pretraining: PretrainingSpec = field(default_factory=PretrainingSpec)
 
+    def validate(self) -> None:
+        end = self.total_iterations
+        late = [m for m in self.training.milestones if self.iterations(m) >= end]
+        if late:
+            raise SpecError(
+                f"lr milestone(s) {', '.join(late)} at or beyond the end of training "
+                f"({self.training.steps} = {end} iterations): the lr would never drop there"
+            )
+
     @property
     def total_iterations(self) -> int:
         return self.training.total_iterations(self.data.iterations_per_epoch)
@@ -313,6 +342,13 @@ class RunSpec(Spec):
     def iterations(self, step: str | int) -> int:
         """A step string resolved against this run's dataset and batch size."""
         return parse_step(step, self.data.iterations_per_epoch)
+
+    def scaled_milestones(self, base: RunSpec) -> tuple[str, ...]:
+        """``base``'s lr milestones at the same fractions of this run's length (rounded to the nearest
+        iteration, written for this run's epoch): ``80ep, 120ep`` of 160ep become ``20ep, 30ep`` at 40ep."""
+        base_end, end = base.total_iterations, self.total_iterations
+        iterations = [round(base.iterations(m) * end / base_end) for m in base.training.milestones]
+        return tuple(format_step(m, self.data.iterations_per_epoch) for m in iterations)
 
     def check_rewind(self, rewind_iteration: int) -> None:
         if not 0 <= rewind_iteration < self.total_iterations:
