@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.pretraining import pretraining_section
 from earlyphase.analysis.tables import (
     imp_curves,
     load_results,
@@ -56,8 +57,11 @@ def summary(results: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
 
 
 def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Path, title: str) -> list[Path]:
-    """Write the figures that apply and report.md into ``out``; return the paths written."""
+    """Write the figures that apply and report.md into ``out``; return the paths written. The
+    pretraining section has every pretraining's rows; the other sections those without pretraining."""
     out.mkdir(parents=True, exist_ok=True)
+    pretraining = pretraining_section(results, out)
+    results = results[results.pretraining == "none"]
     curves = imp_curves(results)
     is_main = curves.intervention.isin(("none", *RANDOM_BASELINES))
     main, branches = curves[is_main], curves[~is_main]
@@ -71,10 +75,12 @@ def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Pat
         written.append(figures.interventions_vs_density(curves, out / "interventions_vs_density.png"))
         heading = "Interventions on the rewound subnetwork (Figures 4–6)"
         sections.append((heading, pd.concat([curves[at_branch_k], branches]), written[-1]))
-    text = [f"# Report: {title}", "", *summary(results, curves), ""]
+    text = [f"# Report: {title}", "", *(summary(results, curves) if len(results) else []), ""]
     for heading, table, figure in sections:
         text += [f"## {heading}", "", f"![{heading}]({figure.name})", ""]
         text += ["Test accuracy (%), mean ± std over seeds:", "", markdown_table(table), ""]
+    written += pretraining.paths
+    text += pretraining.text
     if telemetry is not None:
         written.append(figures.telemetry_figure(telemetry_curves(telemetry), out / "telemetry.png"))
         seeds = telemetry.seed.nunique()
