@@ -143,25 +143,38 @@ def add_spec_arguments(parser: argparse.ArgumentParser, cls: type[Spec]) -> list
 
 
 def apply_flags(spec: Spec, args: argparse.Namespace, flags: list[SpecFlag]) -> Spec:
-    """``spec`` with every field whose flag was given replaced; step lists resolved against ``spec.run``.
+    """``spec`` with every field whose flag was given replaced; step lists resolved against the
+    resulting ``spec.run``. Each spec is rebuilt (and validated) once with all its new fields, so
+    fields valid only together (a pretraining mode and its length) can be given together.
 
     A flag of an optional nested spec that is ``None`` creates it from its defaults."""
-    given = [(f, getattr(args, f.dest)) for f in flags if getattr(args, f.dest) is not None]
-    for spec_flag, value in sorted(given, key=lambda pair: pair[0].steps):  # run fields before step lists
-        if spec_flag.steps:
-            value = tuple(spec.run.iterations(v) for v in value)
-        spec = _replace_path(spec, spec_flag.path, value)
-    return spec
+    given = {f.path: getattr(args, f.dest) for f in flags if getattr(args, f.dest) is not None}
+    steps = {f.path for f in flags if f.steps and f.path in given}
+    if steps:
+        run_changes = {path[1:]: value for path, value in given.items() if path[0] == "run"}
+        run = _replace_fields(spec.run, run_changes)
+        given.update({path: tuple(run.iterations(v) for v in given[path]) for path in steps})
+    return _replace_fields(spec, given)
 
 
-def _replace_path(spec: Spec | None, path: tuple[str, ...], value: Any) -> Spec:
-    name, rest = path[0], path[1:]
-    if not rest:
-        return dataclasses.replace(spec, **{name: value})
-    inner = getattr(spec, name)
-    if inner is None:
-        inner = _optional_spec(typing.get_type_hints(type(spec))[name])()
-    return dataclasses.replace(spec, **{name: _replace_path(inner, rest, value)})
+def _replace_fields(spec: Spec | None, changes: dict[tuple[str, ...], Any]) -> Spec:
+    """``spec`` with each field at a path (``("run", "training", "lr")``) set to its value."""
+    if not changes:
+        return spec
+    nested: dict[str, dict[tuple[str, ...], Any]] = {}
+    for path, value in changes.items():
+        nested.setdefault(path[0], {})[path[1:]] = value
+    hints = typing.get_type_hints(type(spec))
+    values = {}
+    for name, inner in nested.items():
+        if () in inner:
+            values[name] = inner[()]
+            continue
+        current = getattr(spec, name)
+        values[name] = _replace_fields(
+            current if current is not None else _optional_spec(hints[name])(), inner
+        )
+    return dataclasses.replace(spec, **values)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, what: str) -> None:

@@ -76,21 +76,20 @@ class SweepSpec(Spec):
         default=(), metadata={"help": "k that get interventions (default: every k)", "steps": True}
     )
     telemetry: TelemetrySpec | None = None
-    # lengths before modes: flags are applied in field order, and lengths alone are valid
-    pretraining_lengths: tuple[str, ...] = option(
-        (), "pretraining lengths P of every mode but none: 500it,2ep", flag="pretraining-lengths"
-    )
     pretraining_modes: tuple[str, ...] = option(
         ("none",),
         "pretrainings by their names in results: none (rewound to each k), supervised, random_labels_0.5, "
         "rotation, blur_4, subset_1000, sparse_L3_k500_rotation, ..._reset_optimizer",
         flag="modes",
     )
+    pretraining_lengths: tuple[str, ...] = option(
+        (), "pretraining lengths P of every mode but none: 500it,2ep", flag="pretraining-lengths"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         values = super().to_dict()
         for f in dataclasses.fields(self):
-            if f.name in ("pretraining_lengths", "pretraining_modes") and getattr(self, f.name) == f.default:
+            if f.name in ("pretraining_modes", "pretraining_lengths") and getattr(self, f.name) == f.default:
                 del values[f.name]
         return values
 

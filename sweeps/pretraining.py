@@ -34,11 +34,11 @@ PRESETS = {
         rewind_iterations=(0, 16),
         levels=2,
         interventions=(),
-        pretraining_lengths=("16it",),
         pretraining_modes=(
             *("none", "supervised", "random_labels_1.0", "rotation", "blur_4", "subset_640"),
             "sparse_L1_rotation",
         ),
+        pretraining_lengths=("16it",),
     ),
     # minutes on 2 CPU cores: the early phase's candidates at P = 500 iterations and 2 epochs (938),
     # against plain IMP rewound to 0, 500 and 938; 8 levels (16.8% density)
@@ -47,8 +47,8 @@ PRESETS = {
         rewind_iterations=(0, *(QUICK_RUN.iterations(p) for p in QUICK_LENGTHS)),
         levels=8,
         interventions=(),
-        pretraining_lengths=QUICK_LENGTHS,
         pretraining_modes=("none", "supervised", "random_labels_1.0", "rotation", "blur_4"),
+        pretraining_lengths=QUICK_LENGTHS,
     ),
     # docs/experiments.md A4: ResNet-20 on CIFAR-10, 3 seeds, each mode pretrained for 1 to 40 epochs,
     # 20 levels (1.2% density); plain IMP rewound to 0, 500 and to each P for reference
@@ -58,8 +58,8 @@ PRESETS = {
         rewind_iterations=(0, 500, *(PAPER_RUN.iterations(p) for p in PAPER_LENGTHS)),
         levels=20,
         interventions=(),
-        pretraining_lengths=PAPER_LENGTHS,
         pretraining_modes=("none", "supervised", "random_labels_1.0", "rotation", "blur_4"),
+        pretraining_lengths=PAPER_LENGTHS,
     ),
 }
 

@@ -35,7 +35,7 @@ def pretraining_curves(results: pd.DataFrame) -> pd.DataFrame:
 
 def fixed_density_levels(curves: pd.DataFrame, count: int = FIXED_DENSITIES) -> list[int]:
     """Up to ``count`` pruned levels spread over those every pretrained line reaches, the deepest
-    included (e.g. 3, 5, 8 of 1..8)."""
+    included (e.g. 3, 6, 8 of 1..8)."""
     pretrained = curves[curves.pretraining != NONE]
     reached = [
         set(line.level) - {0} for _, line in pretrained.groupby(["pretraining", "pretraining_iterations"])

@@ -37,9 +37,8 @@ def load_results(experiment_dir: str | Path) -> pd.DataFrame:
     table = _read(path, REQUIRED)
     table["rewind_iteration"] = table["rewind_iteration"].astype("Int64")
     table["intervention"] = table["intervention"].fillna("none")
-    if "pretraining" not in table:  # tables written before the pretraining axis
-        table = table.assign(pretraining="none", pretraining_iterations=0)
-    return table
+    before_pretraining = {"pretraining": "none", "pretraining_iterations": 0}  # older tables lack them
+    return table.assign(**{name: value for name, value in before_pretraining.items() if name not in table})
 
 
 def load_telemetry(experiment_dir: str | Path) -> pd.DataFrame | None:
