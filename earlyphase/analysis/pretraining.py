@@ -194,6 +194,8 @@ def pretraining_section(results: pd.DataFrame, out: Path) -> Section:
     if not (results.pretraining != NONE).any():
         return Section()
     curves = pretraining_curves(results)
+    if not (curves.pretraining != NONE).any():  # dense runs only: no IMP line to draw
+        return Section()
     levels = fixed_density_levels(curves)
     section = Section([accuracy_vs_density_by_mode(curves, out / "pretraining_vs_density.png")])
     heading = "Pretraining instead of the early phase (Figures 7–8)"
