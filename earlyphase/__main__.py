@@ -19,7 +19,7 @@ from earlyphase.commandline import (
 from earlyphase.errors import SpecError
 from earlyphase.runs import RUNS, get_run
 from earlyphase.specs import RunSpec
-from earlyphase.store import save_json, save_tensors
+from earlyphase.store import check_creatable, save_json, save_tensors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(spec: RunSpec, args) -> int:
-    from earlyphase.imp import IMP
+    from earlyphase.imp import IMP, check_run
 
+    check_run(spec)
     k = spec.iterations(args.rewind_iteration)
     spec.check_rewind(k)
     if args.levels < 0:
         raise SpecError(f"--levels must be >= 0, got {args.levels}")
-    imp = IMP(spec, args.seed, args.device, args.data_dir)  # loads data: fails here if it is missing
+    if not 0 <= args.seed < 2**31:
+        raise SpecError(f"--seed must lie in [0, 2^31), got {args.seed}")
+    device = _device(args.device)
+    if args.out:
+        _check_writable(args.out)
+    imp = IMP(spec, args.seed, device, args.data_dir)  # loads data: fails here if it is missing
 
     print(f"{'level':>5} {'density':>8} {'test_acc':>8} {'test_loss':>9} {'time_s':>7}")
     rows, masks = [], {}
@@ -71,6 +77,31 @@ def _run(spec: RunSpec, args) -> int:
         save_json(args.out / "results.json", {"spec": spec.to_dict(), "spec_key": spec.key(), "rows": rows})
         save_tensors(args.out / "masks.pt", masks)
     return 0
+
+
+def _device(name: str | None):
+    """``--device`` as a torch device that exists here (None: CUDA when available, else the CPU)."""
+    import torch
+
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SpecError(f"--device {name!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"--device {name} but no CUDA device is available here")
+    if device.type not in ("cpu", "cuda"):
+        raise SpecError(f"--device {name}: only cpu and cuda are supported")
+    return device
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an --out that cannot be written before anything trains (nothing is left behind)."""
+    try:
+        check_creatable(out)
+    except OSError as error:
+        raise SpecError(f"--out {out} cannot be written: {error.strerror or error}") from None
 
 
 if __name__ == "__main__":

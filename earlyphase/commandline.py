@@ -81,7 +81,7 @@ def spec_flags(cls: type[Spec], path: tuple[str, ...] = ()) -> list[SpecFlag]:
     return flags
 
 
-def _finite(text: str) -> float:
+def finite_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -105,7 +105,7 @@ def _comma_list(item):
     return parse
 
 
-_SCALARS = {int: _integer, float: _finite, str: str}
+_SCALARS = {int: _integer, float: finite_number, str: str}
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 
 
@@ -144,36 +144,37 @@ def add_spec_arguments(parser: argparse.ArgumentParser, cls: type[Spec]) -> list
 
 def apply_flags(spec: Spec, args: argparse.Namespace, flags: list[SpecFlag]) -> Spec:
     """``spec`` with every field whose flag was given replaced; step lists resolved against the
-    resulting ``spec.run``. Each spec is rebuilt (and validated) once with all its new fields, so
-    fields valid only together (a pretraining mode and its length) can be given together.
-
-    A flag of an optional nested spec that is ``None`` creates it from its defaults."""
-    given = {f.path: getattr(args, f.dest) for f in flags if getattr(args, f.dest) is not None}
-    steps = {f.path for f in flags if f.steps and f.path in given}
-    if steps:
-        run_changes = {path[1:]: value for path, value in given.items() if path[0] == "run"}
-        run = _replace_fields(spec.run, run_changes)
-        given.update({path: tuple(run.iterations(v) for v in given[path]) for path in steps})
-    return _replace_fields(spec, given)
+    resulting ``spec.run``. The fields of one nested spec change together (validated once), and a
+    flag of an optional nested spec that is ``None`` creates it from its defaults."""
+    given = [(f, getattr(args, f.dest)) for f in flags if getattr(args, f.dest) is not None]
+    spec = _replace_fields(spec, _tree([(f.path, v) for f, v in given if not f.steps]))
+    steps = [(f.path, tuple(spec.run.iterations(x) for x in v)) for f, v in given if f.steps]
+    return _replace_fields(spec, _tree(steps))
 
 
-def _replace_fields(spec: Spec | None, changes: dict[tuple[str, ...], Any]) -> Spec:
-    """``spec`` with each field at a path (``("run", "training", "lr")``) set to its value."""
-    if not changes:
+def _tree(changes: list[tuple[tuple[str, ...], Any]]) -> dict:
+    """``[(("run", "training", "lr"), 0.1)]`` → ``{"run": {"training": {"lr": 0.1}}}``."""
+    tree: dict = {}
+    for path, value in changes:
+        node = tree
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _replace_fields(spec: Spec, tree: dict) -> Spec:
+    if not tree:
         return spec
-    nested: dict[str, dict[tuple[str, ...], Any]] = {}
-    for path, value in changes.items():
-        nested.setdefault(path[0], {})[path[1:]] = value
     hints = typing.get_type_hints(type(spec))
     values = {}
-    for name, inner in nested.items():
-        if () in inner:
-            values[name] = inner[()]
-            continue
-        current = getattr(spec, name)
-        values[name] = _replace_fields(
-            current if current is not None else _optional_spec(hints[name])(), inner
-        )
+    for name, change in tree.items():
+        nested = _optional_spec(hints[name])
+        if nested is not None and isinstance(change, dict):
+            inner = getattr(spec, name)
+            values[name] = _replace_fields(nested() if inner is None else inner, change)
+        else:
+            values[name] = change
     return dataclasses.replace(spec, **values)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from earlyphase.catalog import dataset_info
 from earlyphase.data import TrainData
 from earlyphase.errors import SpecError
 from earlyphase.interventions import BranchStart, get_intervention
@@ -28,6 +29,15 @@ from earlyphase.training import State, TrainResult, capture_state, train, traini
 # same for every level and k of a seed, so e.g. random masks of deeper levels nest in shallower ones
 # and baselines at different k differ only by k.
 REINIT_SEED_OFFSET = 1_000_000
+
+
+def check_run(spec: RunSpec) -> None:
+    """What a run can only know with its model, checked before launch without loading data: the
+    architecture fits the dataset's images, ``layers_to_ignore`` names prunable weights, and the
+    pretraining fits the data and the schedule. Builds the model once on the CPU."""
+    info = dataset_info(spec.data.dataset)
+    Mask.dense(build_model(spec.model, info.num_classes, info.shape, seed=0), spec.pruning.layers_to_ignore)
+    check_pretraining(spec)
 
 
 @dataclass

@@ -168,6 +168,10 @@ class TrainingSpec(Spec):
             parse_step(step, 1)
         if parse_step(self.steps, 1) == 0:
             raise SpecError("training must run for at least one iteration")
+        if parse_step(self.eval_every, 1) == 0:
+            raise SpecError("eval_every must be at least one iteration")
+        if not self.gamma > 0:
+            raise SpecError(f"gamma (the lr factor at each milestone) must be positive, got {self.gamma}")
         if self.lr <= 0:
             raise SpecError(f"learning rate must be positive, got {self.lr}")
         if not 0 <= self.momentum < 1:

@@ -11,10 +11,31 @@ from typing import Any
 import torch
 
 
+def file_mode() -> int:
+    """The mode ``open()`` would give a new file (0666 less the umask): mkstemp's 0600 would hide
+    results from the rest of a team. The umask is read from /proc (no process-wide umask flip)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        mask = 0o022
+    return 0o666 & ~mask
+
+
+def check_creatable(path: str | os.PathLike) -> None:
+    """Raise the OSError that creating the directory ``path`` would meet, if any: a directory is made
+    and removed again in its nearest existing ancestor, so nothing is left behind."""
+    path = Path(path).absolute()
+    ancestor = next(p for p in (path, *path.parents) if p.exists())
+    os.rmdir(tempfile.mkdtemp(prefix=".earlyphase-probe-", dir=ancestor))
+
+
 def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through a temp file in its directory and a rename, with the umask's mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

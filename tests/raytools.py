@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -69,3 +70,20 @@ def assert_complete(table: pd.DataFrame, seeds: int, rewinds: int, levels: int, 
         assert sorted(chain.level) == list(range(1, levels + 1))
     branch = table[table.stage == "branch"]
     assert len(branch) == seeds * rewinds * levels * interventions
+
+
+def stop_cluster(temp_dir: str, timeout: float = 30.0) -> None:
+    """Stop every process of the Ray cluster started with ``--temp-dir=temp_dir`` (its session paths
+    are in their command lines), and nothing else: no `ray stop`, which ends every Ray here."""
+    import psutil
+
+    procs = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if temp_dir in " ".join(proc.info["cmdline"] or ()) and proc.pid != os.getpid():
+            procs.append(proc)
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()

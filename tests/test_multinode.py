@@ -3,15 +3,25 @@ the object store across nodes; the fake_multinode autoscaler adds GPU workers on
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 import ray
 import yaml
-from raytools import ROOT, assert_complete, listening_addresses, non_loopback, sweep_command, sweep_env
+from raytools import (
+    ROOT,
+    assert_complete,
+    listening_addresses,
+    non_loopback,
+    stop_cluster,
+    sweep_command,
+    sweep_env,
+)
 
 from earlyphase.tune.connect import LOOPBACK, loopback_environment
 
@@ -37,6 +47,7 @@ def test_trials_run_on_several_nodes_and_fetch_shared_checkpoints(tmp_path):
             "smoke",
             "--address",
             cluster.address,
+            "--shared-storage",  # every node of this machine shares the file system
             "--storage-path",
             str(tmp_path),
             "--name",
@@ -63,9 +74,10 @@ def _free_port() -> int:
 
 
 def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
-    """Starts a fake_multinode cluster with `ray start` on a free port; ends with `ray stop --force`,
-    which stops every Ray on this machine (there is no per-cluster stop)."""
+    """Starts a fake_multinode cluster with `ray start` on a free port and its own temp dir, and stops
+    exactly that cluster's processes afterwards (`ray stop` would stop every Ray on the machine)."""
     address = f"{LOOPBACK}:{_free_port()}"
+    temp_dir = tempfile.mkdtemp(prefix="ep-", dir="/tmp")  # short: Ray's socket paths live in it
     config = yaml.safe_load((ROOT / "tests" / "fake-autoscaler.yaml").read_text())
     config["provider"]["gcs_address"] = address  # where the fake provider's nodes join
     (tmp_path / "autoscaler.yaml").write_text(yaml.safe_dump(config))
@@ -82,6 +94,7 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
         "1",
         "--include-dashboard",
         "false",
+        f"--temp-dir={temp_dir}",
         f"--autoscaling-config={tmp_path / 'autoscaler.yaml'}",
     ]
     subprocess.run(start, env=env, check=True, capture_output=True, timeout=120)
@@ -91,6 +104,7 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
             "smoke",
             "--address",
             address,
+            "--shared-storage",  # every node of this machine shares the file system
             "--gpus-per-trial",
             "1",
             "--storage-path",
@@ -112,11 +126,13 @@ def test_autoscaler_adds_gpu_workers_for_gpu_trials(tmp_path):
         ).stdout.strip()
         assert head and head not in set(table.node_id)
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 _HEAD_ID = """
 import sys
+import tempfile
 import ray
 ray.init(address=sys.argv[1], log_to_driver=False)
 print(next(n["NodeID"] for n in ray.nodes() if n["Resources"].get("GPU", 0) == 0 and n["Alive"]))

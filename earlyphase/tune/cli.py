@@ -16,6 +16,7 @@ from earlyphase.commandline import (
     add_config_arguments,
     add_spec_arguments,
     apply_flags,
+    finite_number,
     load_config,
     print_config,
 )
@@ -43,8 +44,15 @@ def parser(
     run.add_argument("--name", help=f"experiment name (default: {family}-<preset>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue --name, or the latest of this preset")
     run.add_argument("--address", help="join a running Ray cluster (default: RAY_ADDRESS, else a local Ray)")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0)
-    run.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional packs trials on a GPU")
+    run.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="the local --storage-path is shared by every node (NFS): allowed with --address",
+    )
+    run.add_argument("--cpus-per-trial", type=finite_number, default=1.0)
+    run.add_argument(
+        "--gpus-per-trial", type=finite_number, default=0.0, help="fractional packs trials on a GPU"
+    )
     run.add_argument("--max-failures", type=int, default=3, help="retries of a trial whose worker died")
     run.add_argument("--log-every", type=int, default=100, help="iterations between TensorBoard points")
     run.add_argument("--data-dir", help="where the dataset's files are (default: the dataset's usual place)")
@@ -105,17 +113,16 @@ def main(
         if args.print_config:
             print_config(sweep)
             return 0
-        execution = _validate(family, sweep, args)
+        execution = _validate(family, sweep, args)  # nothing written, nothing started yet
+        # Ray joined (or started), then the experiment claimed: nothing is written if Ray is unreachable
+        lease = _launch(family, runner, sweep, execution, args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
     import importlib
 
-    from earlyphase.tune.connect import start_ray
     from earlyphase.tune.engine import SweepFailed
 
-    start_ray(args.address)
     module, function = runner.split(":")
     run = getattr(importlib.import_module(module), function)
     print(f"[earlyphase] experiment {execution.experiment_dir}", flush=True)
@@ -124,6 +131,8 @@ def main(
     except SweepFailed as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        lease.release()
     print(f"\n{outcome.summary}\n")
     for path in outcome.tables:
         print(f"[earlyphase] results:     {path}")
@@ -132,31 +141,69 @@ def main(
     return 0
 
 
+SEED_LIMIT = 2**31  # seeds feed generators as seed * 1_000_003 + epoch, which must stay within int64
+
+
 def _validate(family: str, sweep: Spec, args: argparse.Namespace):
+    """Every check that needs no Ray and writes nothing: values, names, paths, data, local resources."""
     from earlyphase.data import load_split
-    from earlyphase.tune.connect import local_gpu_count
-    from earlyphase.tune.engine import Execution, prepare_experiment
+    from earlyphase.imp import check_run
+    from earlyphase.tune.connect import check_local_resources
+    from earlyphase.tune.engine import Execution
 
     if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0 or args.max_failures < 0 or args.log_every < 0:
         raise SpecError("--cpus-per-trial must be > 0; --gpus-per-trial, --max-failures, --log-every >= 0")
-    local = not (args.address or os.environ.get("RAY_ADDRESS"))
-    if local and args.gpus_per_trial > 0 and local_gpu_count() == 0:
+    bad_seeds = [s for s in getattr(sweep, "seeds", ()) if not 0 <= s < SEED_LIMIT]
+    if bad_seeds:
+        raise SpecError(f"seeds must lie in [0, 2^31), got {bad_seeds}")
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    storage_path = storage.resolve(args.storage_path)
+    if address and not storage.is_uri(storage_path) and not args.shared_storage:
         raise SpecError(
-            "--gpus-per-trial > 0 but this machine has no GPU; use --address to join a GPU cluster"
+            f"--storage-path {storage_path} is local to this machine, but trials on other nodes must save "
+            "their checkpoints there: use s3://..., gs://... or, for a shared file system, --shared-storage"
         )
+    if hasattr(sweep, "run"):
+        check_run(sweep.run)
     data_dir = storage.resolve(args.data_dir) if args.data_dir else None
-    if local:  # trials run here: the data must be here too
+    if not address:  # trials run here: the resources and both splits of the data must be here too
+        check_local_resources(args.cpus_per_trial, args.gpus_per_trial)
         for dataset in sweep.datasets():
             load_split(dataset, True, data_dir)
-    storage_path = storage.resolve(args.storage_path)
-    execution = Execution(
+            load_split(dataset, False, data_dir)
+    name = _experiment_name(family, args, storage_path)
+    storage.check_name(name)
+    storage.check_writable(storage.join(storage_path, name))
+    return Execution(
         storage_path=storage_path,
-        name=_experiment_name(family, args, storage_path),
+        name=name,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_failures=args.max_failures,
         log_every=args.log_every,
         data_dir=data_dir,
+        resume=args.resume,
     )
-    prepare_experiment(sweep, execution, args.resume)
-    return execution
+
+
+def _launch(family: str, runner: str, sweep: Spec, execution, args: argparse.Namespace):
+    """Join the cluster (or start the local Ray), check it can hold a trial, then claim the experiment."""
+    from earlyphase.tune import experiment
+    from earlyphase.tune.connect import check_cluster_resources, connect
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    connect(address)
+    if address:
+        check_cluster_resources(execution.cpus_per_trial, execution.gpus_per_trial)
+    settings = {
+        "family": family,
+        "runner": runner,
+        "address": address,
+        "cpus_per_trial": execution.cpus_per_trial,
+        "gpus_per_trial": execution.gpus_per_trial,
+        "max_failures": execution.max_failures,
+        "log_every": execution.log_every,
+        "data_dir": execution.data_dir,
+        "shared_storage": args.shared_storage,
+    }
+    return experiment.claim(execution.experiment_dir, sweep.to_json(), settings, args.resume)

@@ -23,9 +23,7 @@ from ray import tune
 
 from earlyphase.analysis.pretraining import pretraining_summary
 from earlyphase.analysis.tables import accuracy_summary
-from earlyphase.errors import SpecError
 from earlyphase.results import RESULT_COLUMNS, TELEMETRY_COLUMNS
-from earlyphase.specs import Spec
 from earlyphase.store import load_tensors
 from earlyphase.sweep import STAGES, SweepSpec, Trial
 from earlyphase.tune import storage
@@ -38,8 +36,6 @@ from earlyphase.tune.trainables import (
     imp_chain_trial,
     telemetry_trial,
 )
-
-SWEEP_FILE = "sweep.json"
 
 
 class SweepFailed(RuntimeError):
@@ -57,27 +53,11 @@ class Execution:
     max_failures: int = 3
     log_every: int = 100
     data_dir: str | None = None
+    resume: bool = False  # restore the stages' Tune state (unpickled: the storage must be trusted)
 
     @property
     def experiment_dir(self) -> str:
         return storage.join(self.storage_path, self.name)
-
-
-def prepare_experiment(sweep: Spec, execution: Execution, resume: bool) -> None:
-    """Refuse to clobber another experiment; record the sweep so a resume runs the same one."""
-    path = storage.join(execution.experiment_dir, SWEEP_FILE)
-    if storage.exists(path):
-        if not resume:
-            raise SpecError(
-                f"experiment {execution.experiment_dir} exists: pass --resume to continue it "
-                "or choose another --name"
-            )
-        if storage.read_text(path) != sweep.to_json():
-            raise SpecError(f"experiment {execution.experiment_dir} was started with a different sweep")
-    elif resume:
-        raise SpecError(f"nothing to resume: no experiment at {execution.experiment_dir}")
-    else:
-        storage.write_text(path, sweep.to_json())
 
 
 @dataclass(frozen=True)
@@ -184,14 +164,15 @@ def run_stage(
     resources = {"cpu": execution.cpus_per_trial, "gpu": execution.gpus_per_trial}
     trainable = tune.with_resources(trainable, resources)
     path = storage.join(execution.experiment_dir, stage)
-    if tune.Tuner.can_restore(path):  # its StageProgress callback comes back with it
+    if execution.resume and tune.Tuner.can_restore(path):  # its StageProgress callback comes back too
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
             param_space={**config, "trial": tune.grid_search([t.to_config() for t in trials])},
             tune_config=tune.TuneConfig(
-                trial_dirname_creator=lambda trial: f"{label(trial.config)}_{trial.trial_id}"
+                trial_dirname_creator=lambda trial: f"{label(trial.config)}_{trial.trial_id}",
+                reuse_actors=False,  # a trial's reported pid is its own worker, never another trial's
             ),
             run_config=tune.RunConfig(
                 name=stage,

@@ -26,6 +26,9 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+STALLED_S = 60.0
+
+
 class StageProgress(tune.Callback):
     """A Tune callback printing where a stage is, instead of Tune's full status table. It is pickled
     with the stage's Tune state, so a restored stage gets it back and restarts its clock in ``setup``."""
@@ -39,6 +42,8 @@ class StageProgress(tune.Callback):
         self.began = time.monotonic()
         self.done_at_start: int | None = None
         self.last_line = 0.0
+        self.idle_since: float | None = None  # when the stage last had nothing running
+        self.warned = False
 
     @staticmethod
     def levels_of(config: dict) -> int:
@@ -87,6 +92,24 @@ class StageProgress(tune.Callback):
             self.done_at_start = self._levels(trials)[0]
         if time.monotonic() - self.last_line >= self.interval:
             self._print(trials)
+        self._check_stalled(trials)
+
+    def _check_stalled(self, trials) -> None:
+        """Say once, after STALLED_S with pending trials and none running, that none can be placed."""
+        status = [t.status for t in trials]
+        if "RUNNING" in status or "PENDING" not in status:
+            self.idle_since = None
+            return
+        now = time.monotonic()
+        self.idle_since = self.idle_since or now
+        if not self.warned and now - self.idle_since >= STALLED_S:
+            self.warned = True
+            print(
+                f"[earlyphase] {self.stage}: no trial could start for {STALLED_S:.0f} s: no node has the "
+                "CPUs/GPUs one trial asks for (--cpus-per-trial/--gpus-per-trial) — waiting for the "
+                "autoscaler; `ray status` shows its view",
+                flush=True,
+            )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._print(trials)
