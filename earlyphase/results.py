@@ -1,15 +1,17 @@
 """The schema of the tidy tables every sweep writes and every analysis reads (pandas only).
 
 ``results.csv``: one row per (trial, level). ``density`` is counted from the trial's actual
-mask; ``intervention`` is ``none`` for IMP itself; ``pretraining`` is ``none`` for plain
-rewinding; ``attempt_start_level`` is the level the trial's last attempt started at (> 1 after a
-retry resumed from a checkpoint). ``telemetry.csv``: one row per (trial, iteration, metric, group).
+mask; ``intervention`` is ``none`` for IMP itself; ``pretraining`` is the pretraining's canonical
+name (``none`` for plain rewinding, ``rotation``, ``blur_4``...) and ``pretraining_iterations`` its
+length P (0 for none); ``attempt_start_level`` is the level the trial's last attempt started at
+(> 1 after a retry resumed from a checkpoint). ``telemetry.csv``: one row per (trial, iteration,
+metric, group).
 """
 
 RESULT_COLUMNS = (
     "experiment", "trial_id", "stage", "seed", "model", "dataset", "rewind_iteration", "pretraining",
-    "intervention", "level", "density", "sparsity", "test_accuracy", "test_loss", "train_loss",
-    "iterations", "wall_time_s", "spec_key", "node_id", "attempt_start_level",
+    "pretraining_iterations", "intervention", "level", "density", "sparsity", "test_accuracy",
+    "test_loss", "train_loss", "iterations", "wall_time_s", "spec_key", "node_id", "attempt_start_level",
 )  # fmt: skip
 TELEMETRY_COLUMNS = (
     "experiment", "trial_id", "seed", "model", "dataset", "iteration", "metric", "group", "value",

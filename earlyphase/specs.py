@@ -234,6 +234,8 @@ class PruningSpec(Spec):
 
 PRETRAINING_MODES = ("none", "supervised", "random_labels", "rotation", "blur", "subset")
 _MODE_PARAMETERS = {"random_labels": "label_fraction", "blur": "blur_factor", "subset": "subset_size"}
+_SPARSE_NAME_RE = re.compile(r"^sparse_L([1-9]\d*)(?:_k(\d+))?_")
+_RESET_SUFFIX = "_reset_optimizer"
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,8 @@ class PretrainingSpec(Spec):
             )
         if self.mode == "none" and self.sparse_level:
             raise SpecError("sparse pretraining needs a pretraining mode other than none")
+        if self.mode == "none" and self.reset_optimizer:
+            raise SpecError("resetting the optimiser after pretraining needs a mode other than none")
 
     def to_dict(self) -> dict[str, Any]:
         if self.mode == "none":
@@ -306,14 +310,44 @@ class PretrainingSpec(Spec):
     @property
     def name(self) -> str:
         """The canonical name in results: ``none``, ``random_labels_1.0``, ``blur_4``, ``subset_1000``,
-        and with sparse pretraining ``sparse_L3_rotation`` (chain k = 0) or ``sparse_L3_k500_rotation``."""
+        with sparse pretraining ``sparse_L3_rotation`` (chain k = 0) or ``sparse_L3_k500_rotation``,
+        and ``_reset_optimizer`` appended when the optimiser restarts after pretraining."""
         name = self.mode
         if self.mode in _MODE_PARAMETERS:
             name += f"_{getattr(self, _MODE_PARAMETERS[self.mode])}"
         if self.sparse_level:
             chain = f"_k{self.sparse_rewind_iteration}" if self.sparse_rewind_iteration else ""
             name = f"sparse_L{self.sparse_level}{chain}_{name}"
-        return name
+        return name + (_RESET_SUFFIX if self.reset_optimizer else "")
+
+    @classmethod
+    def from_name(cls, name: str, iterations: str = "0it") -> PretrainingSpec:
+        """The spec a canonical :attr:`name` denotes, pretraining for ``iterations``; a mode without
+        its parameter (``blur``, ``random_labels``, ``subset``) takes the parameter's default."""
+        reset = name.endswith(_RESET_SUFFIX)
+        text = name.removesuffix(_RESET_SUFFIX)
+        sparse = _SPARSE_NAME_RE.match(text)
+        fields: dict[str, Any] = {"reset_optimizer": reset}
+        if sparse:
+            fields["sparse_level"] = int(sparse.group(1))
+            fields["sparse_rewind_iteration"] = int(sparse.group(2) or 0)
+            text = text[sparse.end() :]
+        mode = next((m for m in PRETRAINING_MODES if text == m or text.startswith(f"{m}_")), None)
+        parameter = _MODE_PARAMETERS.get(mode)
+        if mode is None or (text != mode and parameter is None):
+            raise SpecError(
+                f"unknown pretraining {name!r}; write one of {', '.join(PRETRAINING_MODES)}, with a "
+                "parameter and prefix where wanted: random_labels_0.5, blur_2, sparse_L3_rotation"
+            )
+        if text != mode:
+            value = text[len(mode) + 1 :]
+            kind = float if parameter == "label_fraction" else int
+            try:
+                fields[parameter] = kind(value)
+            except ValueError:
+                message = f"pretraining {name!r}: {parameter} must be a number, not {value!r}"
+                raise SpecError(message) from None
+        return cls(mode=mode, iterations="0it" if mode == "none" else iterations, **fields)
 
 
 @dataclass(frozen=True)

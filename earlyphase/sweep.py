@@ -1,8 +1,9 @@
 """Sweep declarations: the grid of trials an experiment consists of (no Ray here).
 
-A sweep is one :class:`~earlyphase.specs.RunSpec` crossed with seeds, rewind iterations and
-interventions. The Ray layer turns it into stages of :class:`Trial`\\ s: one dense run per seed,
-one IMP chain per (seed, k) reporting level by level, one branch trial per (seed, k, level,
+A sweep is one :class:`~earlyphase.specs.RunSpec` crossed with seeds, pretrainings, rewind
+iterations and interventions. The Ray layer turns it into stages of :class:`Trial`\\ s: one dense
+run per (seed, pretraining), one IMP chain per (seed, pretraining, k) reporting level by level
+(k = P, the end of pretraining, for a pretraining mode), one branch trial per (chain, level,
 intervention) on that level's mask, and optionally one telemetry run per seed.
 """
 
@@ -14,9 +15,11 @@ from typing import Any
 
 from earlyphase.errors import SpecError
 from earlyphase.interventions import BASELINES, get_intervention
-from earlyphase.specs import RunSpec, Spec, TelemetrySpec, option
+from earlyphase.pretraining import check_pretraining
+from earlyphase.specs import PRETRAINING_MODES, PretrainingSpec, RunSpec, Spec, TelemetrySpec, option
 
 STAGES = ("dense", "imp", "branch", "telemetry")
+NO_PRETRAINING = PretrainingSpec().to_json()
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,16 @@ class Trial:
     level: int | None = None  # branch: the IMP level whose mask the intervention starts from
     intervention: str = "none"  # branch: the intervention's name; "none" is IMP itself
     keep_states: tuple[int, ...] = ()  # dense: the iterations whose full state is kept for rewinding
+    pretraining: str = NO_PRETRAINING  # the PretrainingSpec's canonical JSON: what precedes iteration P
+
+    @property
+    def pretraining_spec(self) -> PretrainingSpec:
+        return PretrainingSpec.from_json(self.pretraining)
+
+    @property
+    def start_level(self) -> int:
+        """The level its dense run is: 0, or with sparse pretraining the level whose mask was pretrained."""
+        return self.pretraining_spec.sparse_level
 
     def to_config(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "keep_states": list(self.keep_states)}
@@ -40,7 +53,12 @@ class Trial:
 
 @dataclass(frozen=True)
 class SweepSpec(Spec):
-    """A run crossed with seeds, rewind iterations, IMP levels, interventions and telemetry."""
+    """A run crossed with seeds, pretrainings, rewind iterations, IMP levels, interventions and telemetry.
+
+    The pretraining axis (docs/experiments.md A4) is ``pretraining_modes`` crossed with
+    ``pretraining_lengths``: ``none`` once (its chains rewind to every k), every other mode once
+    per length P (its one chain rewinds every level to P). Left at their defaults the two fields
+    are not part of the canonical dict, so sweeps without pretraining keep their keys."""
 
     run: RunSpec
     seeds: tuple[int, ...] = option((0,), "seeds: one dense run (init and data order) each")
@@ -58,6 +76,22 @@ class SweepSpec(Spec):
         default=(), metadata={"help": "k that get interventions (default: every k)", "steps": True}
     )
     telemetry: TelemetrySpec | None = None
+    pretraining_modes: tuple[str, ...] = option(
+        ("none",),
+        "pretrainings by their names in results: none (rewound to each k), supervised, random_labels_0.5, "
+        "rotation, blur_4, subset_1000, sparse_L3_k500_rotation, ..._reset_optimizer",
+        flag="modes",
+    )
+    pretraining_lengths: tuple[str, ...] = option(
+        (), "pretraining lengths P of every mode but none: 500it,2ep", flag="pretraining-lengths"
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        for f in dataclasses.fields(self):
+            if f.name in ("pretraining_modes", "pretraining_lengths") and getattr(self, f.name) == f.default:
+                del values[f.name]
+        return values
 
     def validate(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -73,41 +107,104 @@ class SweepSpec(Spec):
         bad = [lv for lv in self.intervention_levels if not 1 <= lv <= self.levels]
         if bad:
             raise SpecError(f"intervention levels {bad} are outside 1..{self.levels}")
-        bad = set(self.intervention_rewind_iterations) - set(self.rewind_iterations)
+        self._validate_pretrainings()
+        chain_ks = {trial.rewind_iteration for trial in self.imp_trials()} | set(self.rewind_iterations)
+        bad = set(self.intervention_rewind_iterations) - chain_ks
         if bad:
             raise SpecError(
-                f"intervention rewind iterations {sorted(bad)} are not among the rewind iterations"
+                f"intervention rewind iterations {sorted(bad)} are not among the rewind iterations "
+                "(or pretraining lengths)"
             )
         t = self.telemetry
-        if (
-            t
-            and t.split_level
-            and (t.split_level > self.levels or t.split_rewind_iteration not in self.rewind_iterations)
-        ):
+        if t and t.split_level and not self._has_plain_chain(t.split_level, t.split_rewind_iteration):
             raise SpecError(
                 f"a telemetry split at level {t.split_level}, k={t.split_rewind_iteration} needs that IMP "
-                f"chain: levels >= {t.split_level} and k among the rewind iterations"
+                f"chain: levels >= {t.split_level}, k among the rewind iterations and pretraining none"
             )
+
+    def _validate_pretrainings(self) -> None:
+        if self.run.pretraining != PretrainingSpec():
+            raise SpecError(
+                "a sweep's pretraining is its axis: --modes rotation,blur_2 --pretraining-lengths 500it; "
+                "the --pretraining-* run fields are for single runs (python -m earlyphase)"
+            )
+        if not self.pretraining_modes:
+            modes = ", ".join(PRETRAINING_MODES[1:])
+            raise SpecError(f"give at least one pretraining mode (none, or {modes})")
+        pretrained = [name for name in self.pretraining_modes if name != "none"]
+        if pretrained and not self.pretraining_lengths:
+            raise SpecError(f"pretraining {pretrained[0]} needs --pretraining-lengths (e.g. 500it,2ep)")
+        lengths = [self.run.iterations(length) for length in self.pretraining_lengths]
+        if len(set(lengths)) != len(lengths):
+            raise SpecError(f"pretraining lengths {list(self.pretraining_lengths)} name an iteration twice")
+        specs = self.pretrainings()
+        for spec in specs:
+            if specs.count(spec) > 1:
+                raise SpecError(f"pretraining {spec.name} is listed twice in the modes")
+            check_pretraining(self.run.replace(pretraining=spec))
+            level, k = spec.sparse_level, spec.sparse_rewind_iteration
+            if level and not self._has_plain_chain(level, k):
+                raise SpecError(
+                    f"sparse pretraining {spec.name} needs the mask of level {level} of IMP rewound to "
+                    f"k={k}: pretraining none, k among the rewind iterations and levels >= {level}"
+                )
+
+    def _has_plain_chain(self, level: int, rewind_iteration: int) -> bool:
+        """Whether the sweep runs IMP without pretraining, rewound to ``rewind_iteration``, to ``level``."""
+        return (
+            "none" in self.pretraining_modes
+            and rewind_iteration in self.rewind_iterations
+            and level <= self.levels
+        )
+
+    def pretrainings(self) -> tuple[PretrainingSpec, ...]:
+        """The pretraining axis: ``none`` once, every other mode once per pretraining length."""
+        return tuple(
+            PretrainingSpec.from_name(name, length)
+            for name in self.pretraining_modes
+            for length in (("0it",) if name == "none" else self.pretraining_lengths)
+        )
+
+    def pretraining_iterations(self, spec: PretrainingSpec) -> int:
+        """P in iterations for this sweep's run (0 for none)."""
+        return check_pretraining(self.run.replace(pretraining=spec))
 
     def datasets(self) -> tuple[str, ...]:
         """The datasets its trials load (checked before launch)."""
         return (self.run.data.dataset,)
 
     def dense_trials(self) -> list[Trial]:
+        """One per (seed, pretraining); without pretraining it keeps the state at every k, with a
+        mode the pretrained dense run keeps its states at 0 and P."""
         keep = tuple(sorted(set(self.rewind_iterations)))
-        return [Trial("dense", s, keep_states=keep) for s in self.seeds]
+        return [
+            Trial("dense", s, keep_states=keep if p.mode == "none" else (), pretraining=p.to_json())
+            for s in self.seeds
+            for p in self.pretrainings()
+        ]
 
     def imp_trials(self) -> list[Trial]:
-        return [Trial("imp", s, k) for s in self.seeds for k in sorted(set(self.rewind_iterations))]
+        """One chain per (seed, pretraining, k): every k without pretraining, k = P with it (none
+        when a sparse pretraining's own level is already the last)."""
+        every_k = sorted(set(self.rewind_iterations))
+        return [
+            Trial("imp", s, k, pretraining=p.to_json())
+            for s in self.seeds
+            for p in self.pretrainings()
+            if p.sparse_level < self.levels
+            for k in (every_k if p.mode == "none" else [self.pretraining_iterations(p)])
+        ]
 
     def branch_trials(self) -> list[Trial]:
+        """One per (chain, level, intervention), on the chain's own levels."""
         levels = self.intervention_levels or tuple(range(1, self.levels + 1))
-        ks = set(self.intervention_rewind_iterations or self.rewind_iterations)
+        ks = set(self.intervention_rewind_iterations)
         return [
-            Trial("branch", chain.seed, chain.rewind_iteration, level, name)
+            Trial("branch", chain.seed, chain.rewind_iteration, level, name, pretraining=chain.pretraining)
             for chain in self.imp_trials()
-            if chain.rewind_iteration in ks
+            if not ks or chain.rewind_iteration in ks
             for level in levels
+            if level > chain.start_level
             for name in self.interventions
         ]
 

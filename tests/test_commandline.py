@@ -231,3 +231,16 @@ def test_progress_line_counts_trials_and_levels():
     progress.began -= 60  # a minute later, two more levels: 11 levels left at 2 per minute
     assert "~5m30s left" in progress.line(trials)
     assert "\n" not in progress.line(trials) and len(progress.line(trials)) < 120
+
+
+def test_fields_valid_only_together_can_be_given_together(capsys):
+    """Each spec is rebuilt once with all its flags: a pretraining mode needs its length."""
+    flags = ["--pretraining-mode", "rotation", "--pretraining-iterations", "16it"]
+    assert run_main(["--run", "smoke_synthetic", *flags, "--print-config"]) == 0
+    pretraining = RunSpec.from_json(capsys.readouterr().out).pretraining
+    assert (pretraining.mode, pretraining.iterations) == ("rotation", "16it")
+    sweep = _resolve(["--modes", "none,blur_2", "--pretraining-lengths", "1ep", "--batch-size", "600"])
+    assert [(p.name, sweep.pretraining_iterations(p)) for p in sweep.pretrainings()] == [
+        ("none", 0),
+        ("blur_2", 100),
+    ]

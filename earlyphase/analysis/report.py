@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.pretraining import pretraining_section
 from earlyphase.analysis.tables import (
     imp_curves,
     load_results,
@@ -73,8 +74,11 @@ def write_report(
     tolerance: float | None = None,
 ) -> list[Path]:
     """Write the figures that apply and report.md into ``out``; return the paths written.
-    ``tolerance`` (accuracy, not percent) is that of "matches dense" (default: one std of dense)."""
+    ``tolerance`` (accuracy, not percent) is that of "matches dense" (default: one std of dense).
+    The pretraining section has every pretraining's rows; the other sections those without."""
     out.mkdir(parents=True, exist_ok=True)
+    pretraining = pretraining_section(results, out)
+    results = results[results.pretraining == "none"]
     curves = imp_curves(results)
     matches = matching_table(curves, tolerance)
     is_main = curves.intervention.isin(("none", *RANDOM_BASELINES))
@@ -89,13 +93,15 @@ def write_report(
         written.append(figures.interventions_vs_density(curves, out / "interventions_vs_density.png"))
         heading = "Interventions on the rewound subnetwork (Figures 4–6)"
         sections.append((heading, pd.concat([curves[at_branch_k], branches]), written[-1]))
-    text = [f"# Report: {title}", "", *summary(results), ""]
+    text = [f"# Report: {title}", "", *(summary(results) if len(results) else []), ""]
     if len(matches):
         note = matching_note(curves, matches, given=tolerance is not None)
         text += ["## Matching dense", "", note, "", matching_markdown(matches), ""]
     for heading, table, figure in sections:
         text += [f"## {heading}", "", f"![{heading}]({figure.name})", ""]
         text += ["Test accuracy (%), mean ± std over seeds:", "", markdown_table(table), ""]
+    written += pretraining.paths
+    text += pretraining.text
     if telemetry is not None:
         written.append(figures.telemetry_figure(telemetry_curves(telemetry), out / "telemetry.png"))
         seeds = telemetry.seed.nunique()

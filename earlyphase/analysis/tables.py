@@ -37,7 +37,8 @@ def load_results(experiment_dir: str | Path) -> pd.DataFrame:
     table = _read(path, REQUIRED)
     table["rewind_iteration"] = table["rewind_iteration"].astype("Int64")
     table["intervention"] = table["intervention"].fillna("none")
-    return table
+    before_pretraining = {"pretraining": "none", "pretraining_iterations": 0}  # older tables lack them
+    return table.assign(**{name: value for name, value in before_pretraining.items() if name not in table})
 
 
 def load_telemetry(experiment_dir: str | Path) -> pd.DataFrame | None:
@@ -48,13 +49,14 @@ def load_telemetry(experiment_dir: str | Path) -> pd.DataFrame | None:
 
 def imp_curves(results: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy mean ± std over seeds per (rewind_iteration, intervention, level), with the
-    mean density and n_seeds. The dense rows are level 0 of every rewind iteration's IMP line
-    (intervention "none"); branch lines start at level 1. std is 0 for a single seed."""
+    mean density and n_seeds. The dense rows start every rewind iteration's IMP line (intervention
+    "none") at their level: 0, or after sparse pretraining the pretrained level; branch lines start
+    at level 1. std is 0 for a single seed."""
     lines = results[results.stage != "dense"]
     dense = results[results.stage == "dense"]
     imp_ks = lines.loc[lines.intervention == "none", "rewind_iteration"].dropna().unique()
-    level0 = [dense.assign(rewind_iteration=k, intervention="none", level=0) for k in imp_ks]
-    rows = pd.concat([*level0, lines], ignore_index=True)
+    starts = [dense.assign(rewind_iteration=k, intervention="none") for k in imp_ks]
+    rows = pd.concat([*starts, lines], ignore_index=True)
     rows["rewind_iteration"] = rows["rewind_iteration"].astype("Int64")
     curves = rows.groupby([*LINE_KEYS, "level"], as_index=False).agg(
         density=("density", "mean"),

@@ -1,9 +1,10 @@
 """Runs a :class:`~earlyphase.sweep.SweepSpec` on Ray Tune, stage by stage.
 
-    dense     (one trial per seed)            → rewind states and final weights, ray.put once
-    imp       (one chain per seed × k)        → a report and checkpoint per level; masks, ray.put
-    branch    (one per seed × k × level × b)  → an intervention on that level's mask
-    telemetry (one per seed, if asked)        → early-phase measurements → telemetry.csv
+    dense     (one trial per seed × pretraining)  → rewind states and final weights, ray.put once
+    imp       (one chain per seed × pretraining × k) → a report and checkpoint per level; masks, ray.put
+    sparse_dense, sparse_imp (sparse pretrainings) → the same, on masks of the plain chains above
+    branch    (one per chain × level × b)         → an intervention on that level's mask
+    telemetry (one per seed, if asked)            → early-phase measurements → telemetry.csv
 
 Each stage is a Tune experiment under ``<storage>/<name>/<stage>``; an interrupted stage is
 restored (finished trials are kept, unfinished ones resume from their last checkpoint), so
@@ -20,6 +21,7 @@ import pandas as pd
 import ray
 from ray import tune
 
+from earlyphase.analysis.pretraining import pretraining_summary
 from earlyphase.analysis.tables import accuracy_summary
 from earlyphase.results import RESULT_COLUMNS, TELEMETRY_COLUMNS
 from earlyphase.store import load_tensors
@@ -67,23 +69,39 @@ class Outcome:
 
 
 def run_sweep(sweep: SweepSpec, execution: Execution) -> Outcome:
-    """Run (or finish) every stage of an IMP sweep; write results.csv (and telemetry.csv)."""
+    """Run (or finish) every stage of an IMP sweep; write results.csv (and telemetry.csv).
+
+    Dense runs and IMP chains run in two rounds: first without pretraining and with dense
+    pretraining, then (stages ``sparse_dense``, ``sparse_imp``) the sparse pretrainings, which
+    pretrain a level's mask from a chain of the first round."""
     base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
     tables: list[str] = []
-    grids = {"dense": run_stage("dense", dense_trial, sweep.dense_trials(), base, execution)}
-    dense_refs = _share_dense(grids["dense"])
+    grids: dict[str, list] = {}  # results stage → the ResultGrids of its Tune experiments
+    dense_refs: dict = {}
+    mask_refs: dict = {}
     branches = sweep.branch_trials()
     split = sweep.telemetry is not None and sweep.telemetry.split_level > 0
-    mask_refs: dict = {}
-    if sweep.levels:
-        imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
-        config = {**base, "levels": sweep.levels}
-        grids["imp"] = run_stage("imp", imp, sweep.imp_trials(), config, execution)
-        if branches or split:
-            mask_refs = _share_masks(grids["imp"])
+    dense_trials, chains = sweep.dense_trials(), sweep.imp_trials()
+    need_masks = bool(branches) or split or any(t.start_level for t in dense_trials)
+    for prefix, sparse in (("", False), ("sparse_", True)):
+        round_dense = [t for t in dense_trials if bool(t.start_level) == sparse]
+        if not round_dense:
+            continue
+        dense = tune.with_parameters(dense_trial, mask_refs=mask_refs)
+        grid = run_stage(prefix + "dense", dense, round_dense, base, execution)
+        grids.setdefault("dense", []).append(grid)
+        dense_refs.update(_share_dense(grid))
+        round_chains = [t for t in chains if bool(t.start_level) == sparse]
+        if round_chains:
+            imp = tune.with_parameters(imp_chain_trial, dense_refs=dense_refs)
+            config = {**base, "levels": sweep.levels}
+            grid = run_stage(prefix + "imp", imp, round_chains, config, execution)
+            grids.setdefault("imp", []).append(grid)
+            if need_masks:
+                mask_refs.update(_share_masks(grid))
     if branches:
         branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
-        grids["branch"] = run_stage("branch", branch, branches, base, execution)
+        grids["branch"] = [run_stage("branch", branch, branches, base, execution)]
     if sweep.telemetry:
         observe = tune.with_parameters(telemetry_trial, mask_refs=mask_refs)
         config = {**base, "telemetry": sweep.telemetry.to_json()}
@@ -92,7 +110,11 @@ def run_sweep(sweep: SweepSpec, execution: Execution) -> Outcome:
         tables.append(write_table(execution, "telemetry.csv", telemetry))
     table = results_table(grids, sweep, execution.name)
     tables.insert(0, write_table(execution, "results.csv", table))
-    return Outcome(accuracy_summary(table), tuple(tables))
+    plain = table[table.pretraining == "none"]
+    summary = [accuracy_summary(plain)] if len(plain) else []
+    if (table.pretraining != "none").any():
+        summary.append(pretraining_summary(table))
+    return Outcome("\n\n".join(summary), tuple(tables))
 
 
 def write_table(execution: Execution, name: str, table: pd.DataFrame) -> str:
@@ -103,9 +125,13 @@ def write_table(execution: Execution, name: str, table: pd.DataFrame) -> str:
 
 
 def trial_label(config: dict) -> str:
-    """A readable trial directory prefix: ``s0``, ``s0_k500``, ``s0_k500_L03_random_prune``."""
+    """A readable trial directory prefix: ``s0``, ``s0_k500``, ``s0_k500_L03_random_prune``,
+    ``s0_rotation_P2ep_k782``."""
     trial = Trial.from_config(config["trial"])
     label = f"s{trial.seed}"
+    pretraining = trial.pretraining_spec
+    if pretraining.mode != "none":
+        label += f"_{pretraining.name}_P{pretraining.iterations}"
     if trial.rewind_iteration is not None:
         label += f"_k{trial.rewind_iteration}"
     if trial.stage == "branch":
@@ -114,9 +140,10 @@ def trial_label(config: dict) -> str:
 
 
 def last_level(config: dict) -> int:
-    """The level a finished trial's last report names: an IMP chain's last, a branch's own, else 0."""
-    trial = config["trial"]
-    return {"imp": config.get("levels"), "branch": trial.get("level")}.get(trial["stage"], 0)
+    """The level a finished trial's last report names: an IMP chain's last, a branch's own, a dense
+    run's (0, or the level whose mask sparse pretraining used), a telemetry run's 0."""
+    trial = Trial.from_config(config["trial"])
+    return {"imp": config.get("levels"), "branch": trial.level}.get(trial.stage, trial.start_level)
 
 
 def run_stage(
@@ -176,11 +203,12 @@ def _load_checkpoint(result) -> dict:
 
 
 def _share_dense(grid) -> dict:
-    """Each seed's rewind states and final weights in the object store, one ref per state."""
+    """Each (seed, pretraining)'s rewind states and final weights in the object store, one ref per state."""
     refs = {}
     for result in grid:
         saved = _load_checkpoint(result)
-        refs[Trial.from_config(result.config["trial"]).seed] = {
+        trial = Trial.from_config(result.config["trial"])
+        refs[(trial.seed, trial.pretraining)] = {
             "rewind_states": {k: ray.put(s) for k, s in saved["rewind_states"].items()},
             "final": ray.put({"state": saved["state"], "mask": saved["mask"]}),
         }
@@ -192,16 +220,25 @@ def _share_masks(grid) -> dict:
     for result in grid:
         trial = Trial.from_config(result.config["trial"])
         for level, mask in _load_checkpoint(result)["masks"].items():
-            refs[(trial.seed, trial.rewind_iteration, level)] = ray.put(mask)
+            refs[(trial.seed, trial.pretraining, trial.rewind_iteration, level)] = ray.put(mask)
     return refs
 
 
-def results_table(grids: dict, sweep: SweepSpec, experiment: str) -> pd.DataFrame:
-    """One row per (trial, level) from every stage's reported metrics; retried reports of the same
-    level are kept once (the last)."""
+def results_table(grids: dict[str, list], sweep: SweepSpec, experiment: str) -> pd.DataFrame:
+    """One row per (trial, level) from every stage's reported metrics (``grids``: results stage →
+    ResultGrids); retried reports of the same level are kept once (the last). ``pretraining`` is the
+    canonical name, ``spec_key`` the key of the run with that pretraining."""
+    pretrainings = {
+        p.to_json(): {
+            "pretraining": p.name,
+            "pretraining_iterations": sweep.pretraining_iterations(p),
+            "spec_key": sweep.run.replace(pretraining=p).key(),
+        }
+        for p in sweep.pretrainings()
+    }
     frames = []
-    for stage, grid in grids.items():
-        for result in grid:
+    for stage, stage_grids in grids.items():
+        for result in (result for grid in stage_grids for result in grid):
             frame = result.metrics_dataframe
             if frame is None or frame.empty:
                 continue
@@ -211,22 +248,21 @@ def results_table(grids: dict, sweep: SweepSpec, experiment: str) -> pd.DataFram
                 seed=trial.seed,
                 rewind_iteration=trial.rewind_iteration,
                 intervention=trial.intervention,
+                **pretrainings[trial.pretraining],
             )
             frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    table = table.assign(
-        experiment=experiment,
-        model=sweep.run.model.name,
-        dataset=sweep.run.data.dataset,
-        pretraining=sweep.run.pretraining.mode,
-        spec_key=sweep.run.key(),
-    )
+    table = table.assign(experiment=experiment, model=sweep.run.model.name, dataset=sweep.run.data.dataset)
     table["rewind_iteration"] = table["rewind_iteration"].astype("Int64")
     table = table.drop_duplicates(["trial_id", "level"], keep="last")
-    order = {s: i for i, s in enumerate(STAGES)}
+    names = dict.fromkeys(p.name for p in sweep.pretrainings())  # in the order of the axis
+    order = {
+        "stage": {s: i for i, s in enumerate(STAGES)},
+        "pretraining": {n: i for i, n in enumerate(names)},
+    }
+    columns = ["stage", "seed", "pretraining", "pretraining_iterations", "rewind_iteration", "intervention"]
     table = table.sort_values(
-        ["stage", "seed", "rewind_iteration", "intervention", "level"],
-        key=lambda c: c.map(order) if c.name == "stage" else c,
+        [*columns, "level"], key=lambda c: c.map(order[c.name]) if c.name in order else c
     )
     return table[list(RESULT_COLUMNS)].reset_index(drop=True)
 

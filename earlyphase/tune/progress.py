@@ -12,6 +12,8 @@ import time
 
 from ray import tune
 
+from earlyphase.sweep import Trial
+
 
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
@@ -45,8 +47,9 @@ class StageProgress(tune.Callback):
 
     @staticmethod
     def levels_of(config: dict) -> int:
-        """The reports a trial makes: an IMP chain one per level, every other trial one."""
-        return config["levels"] if config["trial"].get("stage") == "imp" else 1
+        """The reports a trial makes: an IMP chain one per level after its start, every other trial one."""
+        trial = Trial.from_config(config["trial"])
+        return config["levels"] - trial.start_level if trial.stage == "imp" else 1
 
     def _levels(self, trials) -> tuple[int, int]:
         done = total = 0
@@ -56,7 +59,8 @@ class StageProgress(tune.Callback):
             if trial.status == "TERMINATED":
                 done += expected
             elif (trial.last_result or {}).get("level") is not None:  # reported, still running
-                done += int(trial.last_result["level"]) if expected > 1 else 1
+                start = Trial.from_config(trial.config["trial"]).start_level
+                done += int(trial.last_result["level"]) - start if expected > 1 else 1
         return done, total
 
     def line(self, trials) -> str:

@@ -1,8 +1,9 @@
 """Tune function trainables: thin wrappers that call the science core and report.
 
-Every trial's config holds ``spec`` (the RunSpec's canonical JSON), ``trial`` (its
-:class:`~earlyphase.sweep.Trial`), ``log_every`` and ``data_dir``. Shared inputs (dense states,
-masks) arrive as ObjectRefs through ``tune.with_parameters``; each trial fetches only what it needs.
+Every trial's config holds ``spec`` (the sweep's RunSpec as canonical JSON; the trial's own
+pretraining replaces the run's), ``trial`` (its :class:`~earlyphase.sweep.Trial`), ``log_every`` and
+``data_dir``. Shared inputs arrive as ObjectRefs through ``tune.with_parameters``: dense states keyed
+by (seed, pretraining), masks by (seed, pretraining, k, level); each trial fetches only what it needs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from earlyphase.imp import IMP, LevelRun
 from earlyphase.masks import Mask
 from earlyphase.specs import RunSpec, TelemetrySpec
 from earlyphase.store import load_tensors, save_tensors
-from earlyphase.sweep import Trial
+from earlyphase.sweep import NO_PRETRAINING, Trial
 from earlyphase.telemetry import EarlyPhaseTelemetry, log_schedule
 
 CHECKPOINT_FILE = "state.pt"
@@ -34,7 +35,8 @@ def _setup(config: dict) -> tuple[IMP, Trial]:
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     trial = Trial.from_config(config["trial"])
-    return IMP(RunSpec.from_json(config["spec"]), trial.seed, data_dir=config.get("data_dir")), trial
+    run = RunSpec.from_json(config["spec"]).replace(pretraining=trial.pretraining_spec)
+    return IMP(run, trial.seed, data_dir=config.get("data_dir")), trial
 
 
 def _tensorboard(subdirectory: str):
@@ -67,25 +69,34 @@ def _report(run: LevelRun, checkpoint_payload: dict | None = None, **extra) -> N
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def dense_trial(config: dict) -> None:
-    """Level 0: train the dense network once, keeping the full state at every rewind iteration."""
+def dense_trial(config: dict, mask_refs: dict) -> None:
+    """Level 0: train the dense network once, keeping the full state at every rewind iteration; with
+    a pretraining mode, pretrain for P first (keeping the states at 0 and P). Sparse pretraining
+    trains the mask of its level of the plain chain rewound to its k, and reports that level."""
     imp, trial = _setup(config)
-    with _curve_writer("level_00") as on_log:
-        dense = imp.dense(trial.keep_states, log_every=config["log_every"], on_log=on_log)
+    pretraining, mask = imp.spec.pretraining, None
+    if pretraining.sparse_level:
+        key = (trial.seed, NO_PRETRAINING, pretraining.sparse_rewind_iteration, pretraining.sparse_level)
+        mask = Mask(ray.get(mask_refs[key]))
+    with _curve_writer(f"level_{trial.start_level:02d}") as on_log:
+        dense = imp.dense(
+            trial.keep_states, pretraining_mask=mask, log_every=config["log_every"], on_log=on_log
+        )
     payload = {"rewind_states": dense.captured, "state": dense.state, "mask": dict(dense.mask)}
-    _report(dense, payload, attempt_start_level=0)
+    _report(dense, payload, attempt_start_level=dense.level)
 
 
 def imp_chain_trial(config: dict, dense_refs: dict) -> None:
     """IMP with rewinding to k, level after level; each level is checkpointed and reported, and a
-    restarted trial continues after its last finished level."""
+    restarted trial continues after its last finished level. After sparse pretraining the chain
+    continues from the pretrained level."""
     imp, trial = _setup(config)
     k, levels = trial.rewind_iteration, config["levels"]
-    refs = dense_refs[trial.seed]
+    refs = dense_refs[(trial.seed, trial.pretraining)]
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         dense = ray.get(refs["final"])
-        previous = LevelRun(0, Mask(dense["mask"]), dense["state"], [], {})
+        previous = LevelRun(trial.start_level, Mask(dense["mask"]), dense["state"], [], {})
         masks: dict[int, dict] = {}
     else:
         with checkpoint.as_directory() as directory:
@@ -106,9 +117,9 @@ def branch_trial(config: dict, dense_refs: dict, mask_refs: dict) -> None:
     """An intervention on the subnetwork of (seed, k, level), trained from k like IMP."""
     imp, trial = _setup(config)
     seed, k, level = trial.seed, trial.rewind_iteration, trial.level
-    states = dense_refs[seed]["rewind_states"]
+    states = dense_refs[(seed, trial.pretraining)]["rewind_states"]
     rewind_states = {k: ray.get(states[k]), 0: ray.get(states[0])}
-    mask = Mask(ray.get(mask_refs[(seed, k, level)]))
+    mask = Mask(ray.get(mask_refs[(seed, trial.pretraining, k, level)]))
     with _curve_writer(f"level_{level:02d}") as on_log:
         run = imp.branch(
             trial.intervention, level, k, rewind_states, mask, log_every=config["log_every"], on_log=on_log
@@ -125,7 +136,8 @@ def telemetry_trial(config: dict, mask_refs: dict) -> None:
     end = min(imp.spec.iterations(spec.end), imp.total_iterations - 1)
     split = None
     if spec.split_level:
-        split = Mask(ray.get(mask_refs[(seed, spec.split_rewind_iteration, spec.split_level)]))
+        key = (seed, NO_PRETRAINING, spec.split_rewind_iteration, spec.split_level)
+        split = Mask(ray.get(mask_refs[key]))
     telemetry = EarlyPhaseTelemetry(
         imp.new_model(),
         imp.data,
