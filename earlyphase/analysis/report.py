@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.dynamics_report import DynamicsTables, load_dynamics, write_dynamics_report
 from earlyphase.analysis.tables import (
     imp_curves,
     load_results,
@@ -23,7 +24,9 @@ from earlyphase.interventions import RANDOM_BASELINES
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="analysis/report.py", description=__doc__.split("\n")[0])
-    parser.add_argument("experiment_dir", type=Path, help="the experiment directory holding results.csv")
+    parser.add_argument(
+        "experiment_dir", type=Path, help="the experiment directory holding results.csv or dynamics.csv"
+    )
     parser.add_argument("--out", type=Path, help="output directory (default: <experiment dir>/report)")
     return parser
 
@@ -55,8 +58,17 @@ def summary(results: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Path, title: str) -> list[Path]:
-    """Write the figures that apply and report.md into ``out``; return the paths written."""
+def write_report(
+    results: pd.DataFrame | None,
+    telemetry: pd.DataFrame | None,
+    out: Path,
+    title: str,
+    dynamics: DynamicsTables | None = None,
+) -> list[Path]:
+    """Write the figures that apply and report.md into ``out``; return the paths written. A linear
+    dynamics experiment (``dynamics``, no results) has a report of its own."""
+    if results is None:
+        return write_dynamics_report(dynamics, out, title)
     out.mkdir(parents=True, exist_ok=True)
     curves = imp_curves(results)
     is_main = curves.intervention.isin(("none", *RANDOM_BASELINES))
@@ -92,12 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.experiment_dir.is_dir():
             raise FileNotFoundError(f"no experiment directory {args.experiment_dir}")
-        results = load_results(args.experiment_dir)
+        dynamics = load_dynamics(args.experiment_dir)
+        results = None if dynamics is not None else load_results(args.experiment_dir)
         telemetry = load_telemetry(args.experiment_dir)
     except (OSError, ValueError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 2
     out = args.out or args.experiment_dir / "report"
-    for path in write_report(results, telemetry, out, args.experiment_dir.resolve().name):
+    for path in write_report(results, telemetry, out, args.experiment_dir.resolve().name, dynamics):
         print(f"wrote {path}")
     return 0
