@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.dynamics_report import DynamicsTables, load_dynamics, write_dynamics_report
 from earlyphase.analysis.pretraining import pretraining_section
 from earlyphase.analysis.tables import (
     imp_curves,
@@ -37,7 +38,9 @@ def _points(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="analysis/report.py", description=__doc__.split("\n")[0])
-    parser.add_argument("experiment_dir", type=Path, help="the experiment directory holding results.csv")
+    parser.add_argument(
+        "experiment_dir", type=Path, help="the experiment directory holding results.csv or dynamics.csv"
+    )
     parser.add_argument("--out", type=Path, help="output directory (default: <experiment dir>/report)")
     parser.add_argument(
         "--tolerance",
@@ -67,15 +70,19 @@ def summary(results: pd.DataFrame) -> list[str]:
 
 
 def write_report(
-    results: pd.DataFrame,
+    results: pd.DataFrame | None,
     telemetry: pd.DataFrame | None,
     out: Path,
     title: str,
     tolerance: float | None = None,
+    dynamics: DynamicsTables | None = None,
 ) -> list[Path]:
     """Write the figures that apply and report.md into ``out``; return the paths written.
     ``tolerance`` (accuracy, not percent) is that of "matches dense" (default: one std of dense).
-    The pretraining section has every pretraining's rows; the other sections those without."""
+    The pretraining section has every pretraining's rows; the other sections those without. A
+    linear dynamics experiment (``dynamics``, no results) has a report of its own."""
+    if results is None:
+        return write_dynamics_report(dynamics, out, title)
     out.mkdir(parents=True, exist_ok=True)
     pretraining = pretraining_section(results, out)
     results = results[results.pretraining == "none"]
@@ -119,13 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.experiment_dir.is_dir():
             raise FileNotFoundError(f"no experiment directory {args.experiment_dir}")
-        results = load_results(args.experiment_dir)
+        dynamics = load_dynamics(args.experiment_dir)
+        results = None if dynamics is not None else load_results(args.experiment_dir)
         telemetry = load_telemetry(args.experiment_dir)
     except (OSError, ValueError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 2
     out = args.out or args.experiment_dir / "report"
     tolerance = None if args.tolerance is None else args.tolerance / 100
-    for path in write_report(results, telemetry, out, args.experiment_dir.resolve().name, tolerance):
+    title = args.experiment_dir.resolve().name
+    for path in write_report(results, telemetry, out, title, tolerance, dynamics):
         print(f"wrote {path}")
     return 0
