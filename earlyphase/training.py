@@ -117,8 +117,9 @@ def train(
     parameter name, as a previous :class:`TrainResult` returns them; a parameter missing there starts
     from a zero buffer, which without dampening is exactly a fresh buffer's first step). The step at
     iteration t uses ``spec.lr_at(t)``. The state *after* t steps is captured for every t in
-    ``capture`` (``start`` included if asked). Test metrics are logged every ``spec.eval_every``
-    iterations and at ``end``; running train loss/accuracy and the lr every ``log_every`` iterations
+    ``capture`` (``start`` included if asked). Test metrics (and validation metrics when the data hold
+    a validation split) are logged every ``spec.eval_every`` iterations and at ``end``; running train
+    loss/accuracy and the lr every ``log_every`` iterations
     as well (0: only with evals). ``step_hook(t, model)`` runs at every step after the backward pass,
     before the update: the weights are w_t and the gradients those of batch t (masked).
     """
@@ -169,6 +170,8 @@ def train(
             seen = 0
         if with_eval:
             row["test_loss"], row["test_accuracy"] = evaluate(model, data)
+            if data.has_validation:
+                row["validation_loss"], row["validation_accuracy"] = evaluate(model, data, "validation")
         row["wall_time_s"] = time.perf_counter() - began
         result.curve.append(row)
         if on_log is not None:
