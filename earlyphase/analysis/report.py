@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.study import load_study, study_figures
 from earlyphase.analysis.tables import (
     imp_curves,
     load_results,
@@ -55,8 +56,11 @@ def summary(results: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Path, title: str) -> list[Path]:
-    """Write the figures that apply and report.md into ``out``; return the paths written."""
+def write_report(
+    results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Path, title: str, study=None
+) -> list[Path]:
+    """Write the figures that apply and report.md into ``out``; return the paths written. ``study``:
+    a search experiment's Optuna study, whose own figures are added."""
     out.mkdir(parents=True, exist_ok=True)
     curves = imp_curves(results)
     is_main = curves.intervention.isin(("none", *RANDOM_BASELINES))
@@ -80,6 +84,10 @@ def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Pat
         seeds = telemetry.seed.nunique()
         text += ["## Early-phase telemetry (Figure 3)", "", f"![telemetry]({written[-1].name})", ""]
         text += [f"Mean ± std over {seeds} seed(s); tracked weights are those of the lowest seed.", ""]
+    if study is not None:
+        paths, lines = study_figures(study, out)
+        written += paths
+        text += lines
     if not written:
         text += ["No IMP levels or branches in this experiment: nothing to plot.", ""]
     report = out / "report.md"
@@ -94,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"no experiment directory {args.experiment_dir}")
         results = load_results(args.experiment_dir)
         telemetry = load_telemetry(args.experiment_dir)
+        study = load_study(args.experiment_dir)
     except (OSError, ValueError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 2
     out = args.out or args.experiment_dir / "report"
-    for path in write_report(results, telemetry, out, args.experiment_dir.resolve().name):
+    for path in write_report(results, telemetry, out, args.experiment_dir.resolve().name, study):
         print(f"wrote {path}")
     return 0
