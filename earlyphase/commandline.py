@@ -221,3 +221,24 @@ def print_config(spec: Spec) -> None:
     """The spec as indented JSON with sorted keys: what ``--config`` reads back to the same key."""
     json.dump(spec.to_dict(), sys.stdout, indent=2, sort_keys=True)
     print()
+
+
+def spec_arguments(spec: Spec, sections: tuple[str, ...]) -> list[str]:
+    """The flags that set ``spec``'s fields under ``sections`` (first names of the field paths, e.g.
+    ``("data", "training")`` of a RunSpec) to their values: ``--lr 0.1 --milestones 80ep,120ep
+    --no-augment``; fields that are None are left out. What :func:`apply_flags` reads back."""
+    arguments = []
+    for spec_flag in spec_flags(type(spec)):
+        if spec_flag.path[0] not in sections:
+            continue
+        value = spec
+        for name in spec_flag.path:
+            value = getattr(value, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            arguments.append(f"--{'' if value else 'no-'}{spec_flag.flag}")
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            arguments += [f"--{spec_flag.flag}", text]
+    return arguments

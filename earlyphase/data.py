@@ -4,6 +4,10 @@ The batch of iteration t is a pure function of (seed, t): data epoch e = t // ba
 uses a permutation (and augmentation draws) from a generator seeded by (seed, e), so a run can
 rewind or resume to any iteration and see exactly the batches it would have seen.
 
+A run may hold out a validation split from the training set (``DataSpec.validation_examples``):
+class-balanced and chosen by a fixed generator, so it is the same for every run seed; training
+(and an epoch) covers only the remaining examples. Searches select settings on it, never on the test set.
+
 Where data live: the ``data_dir`` argument, else ``$EARLYPHASE_DATA_DIR``, else the defaults
 (Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST, then ``~/.cache/earlyphase/data``).
 If nothing is found there, torchvision downloads into the given directory (or the cache).
@@ -31,6 +35,7 @@ from earlyphase.specs import DataSpec
 DEFAULT_ROOT = Path("~/.cache/earlyphase/data").expanduser()
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 PAD = 4  # random crop: pixels of zero padding (value 0 in uint8, i.e. black before normalisation)
+VALIDATION_SEED = 314_159  # the validation split's generator: fixed, independent of every run seed
 
 
 def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,6 +223,37 @@ def _synthetic(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
+# --- class-balanced subsets and the validation split ---------------------------------------------
+
+
+def balanced_subset(labels: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """Sorted indices (CPU int64) of ``n`` examples, ``n / num_classes`` of each class, chosen
+    uniformly at random within each class by a generator seeded with ``seed``."""
+    if n < 1 or n % num_classes:
+        raise SpecError(f"subset size must be a positive multiple of the {num_classes} classes, got {n}")
+    labels = labels.cpu()
+    per_class = n // num_classes
+    counts = torch.bincount(labels, minlength=num_classes)
+    if int(counts.min()) < per_class:
+        raise SpecError(
+            f"a balanced subset of {n} needs {per_class} examples per class; the smallest class has "
+            f"{int(counts.min())}"
+        )
+    g = torch.Generator().manual_seed(seed)
+    shuffled = torch.randperm(len(labels), generator=g)
+    by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]  # random order within a class
+    class_start = torch.cumsum(counts, 0) - counts
+    chosen = (class_start.unsqueeze(1) + torch.arange(per_class)).flatten()
+    return by_class[chosen].sort().values
+
+
+def validation_indices(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
+    """The training-set indices held out for validation: a class-balanced subset of ``n`` drawn with
+    :data:`VALIDATION_SEED`, so every run seed holds out the same examples (and a smaller split is
+    part of a larger one)."""
+    return balanced_subset(labels, n, num_classes, VALIDATION_SEED)
+
+
 # --- device-resident training data ---------------------------------------------------------------
 
 
@@ -234,6 +270,14 @@ class TrainData:
         self.augment = self.info.default_augment if spec.augment is None else spec.augment
         train_x, train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
         self.test_x, self.test_y = (t.to(self.device) for t in load_split(spec.dataset, False, data_dir))
+        self.validation_x = self.validation_y = None
+        if spec.validation_examples:
+            held_out = validation_indices(train_y, spec.validation_examples, self.info.num_classes)
+            held_out = held_out.to(self.device)
+            kept = torch.ones(len(train_y), dtype=torch.bool, device=self.device)
+            kept[held_out] = False
+            self.validation_x, self.validation_y = train_x[held_out], train_y[held_out]
+            train_x, train_y = train_x[kept], train_y[kept]
         # The epoch of the lr schedule and of step strings; a view keeps it while its own epochs differ.
         self.iterations_per_epoch = -(-len(train_x) // spec.batch_size)
         channels = len(self.info.mean)
@@ -248,6 +292,10 @@ class TrainData:
         self.train_size = len(train_x)
         self.batches_per_epoch = -(-self.train_size // self.spec.batch_size)
         self._epoch: int | None = None
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation_x is not None
 
     def view(
         self,
@@ -318,12 +366,19 @@ class TrainData:
     def eval_batches(
         self, split: str = "test", batch_size: int = 1000
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Un-augmented, normalised batches covering the whole split in order."""
-        if split not in ("test", "train"):
-            raise SpecError(f"split must be 'test' or 'train', got {split!r}")
+        """Un-augmented, normalised batches covering the whole split (test, train or validation) in order."""
+        splits = {
+            "test": (self.test_x, self.test_y),
+            "train": (self.train_x, self.train_y),
+            "validation": (self.validation_x, self.validation_y),
+        }
+        if split not in splits:
+            raise SpecError(f"split must be 'test', 'train' or 'validation', got {split!r}")
+        if split == "validation" and not self.has_validation:
+            raise SpecError("this run holds out no validation split: set validation_examples")
         if batch_size < 1:
             raise SpecError(f"batch_size must be positive, got {batch_size}")
-        x, y = (self.test_x, self.test_y) if split == "test" else (self.train_x, self.train_y)
+        x, y = splits[split]
         return (
             (self._normalise(x[i : i + batch_size]), y[i : i + batch_size])
             for i in range(0, len(x), batch_size)

@@ -172,6 +172,15 @@ class IMP:
         run = self._level_run(self.spec.pretraining.sparse_level, mask, result, start=length)
         return DenseRun(**vars(run))
 
+    def replay(self, iteration: int) -> State:
+        """The dense run's full state after ``iteration`` steps, trained again from its seeded
+        initialisation: on the CPU bitwise the state :meth:`dense` keeps there. For a rewind point
+        chosen after the dense run (a search over k), at the cost of ``iteration`` steps."""
+        if self.spec.pretraining.mode != "none":
+            raise SpecError("replaying the dense run is for runs without pretraining")
+        self.spec.check_rewind(iteration)
+        return train(self.new_model(), self.data, self.spec.training, end=iteration).state
+
     def prune(self, state: State, mask: Mask) -> Mask:
         """The next level's mask: global magnitude pruning of ``state``'s surviving weights."""
         return magnitude_prune(state, mask, self.spec.pruning.fraction)
@@ -261,5 +270,6 @@ class IMP:
             "train_loss": final.get("train_loss", float("nan")),
             "iterations": self.total_iterations - start,
             "wall_time_s": result.wall_time_s,
+            **{name: final[name] for name in ("validation_accuracy", "validation_loss") if name in final},
         }
         return LevelRun(level, mask, result.state, result.curve, metrics, result.captured)

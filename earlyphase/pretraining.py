@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from earlyphase.catalog import DATASETS
-from earlyphase.data import TrainData
+from earlyphase.data import TrainData, balanced_subset
 from earlyphase.errors import SpecError
 from earlyphase.masks import Mask
 from earlyphase.models import build_model
@@ -91,27 +91,6 @@ def blur(images: torch.Tensor, factor: int) -> torch.Tensor:
     return out
 
 
-def balanced_subset(labels: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
-    """Sorted indices (CPU int64) of ``n`` examples, ``n / num_classes`` of each class, chosen
-    uniformly at random within each class by a generator seeded with ``seed``."""
-    if n < 1 or n % num_classes:
-        raise SpecError(f"subset size must be a positive multiple of the {num_classes} classes, got {n}")
-    labels = labels.cpu()
-    per_class = n // num_classes
-    counts = torch.bincount(labels, minlength=num_classes)
-    if int(counts.min()) < per_class:
-        raise SpecError(
-            f"a balanced subset of {n} needs {per_class} examples per class; the smallest class has "
-            f"{int(counts.min())}"
-        )
-    g = torch.Generator().manual_seed(seed)
-    shuffled = torch.randperm(len(labels), generator=g)
-    by_class = shuffled[torch.sort(labels[shuffled], stable=True).indices]  # random order within a class
-    class_start = torch.cumsum(counts, 0) - counts
-    chosen = (class_start.unsqueeze(1) + torch.arange(per_class)).flatten()
-    return by_class[chosen].sort().values
-
-
 def replace_output_layer(
     state: State, model: ModelSpec, num_classes: int, shape: tuple[int, int, int], seed: int
 ) -> State:
@@ -155,10 +134,10 @@ def check_pretraining(run: RunSpec) -> int:
             f"blur factor {spec.blur_factor} does not divide {info.name}'s image size {height}×{width}"
         )
     if spec.mode == "subset":
-        train_size = info.train_size
+        train_size = run.data.train_examples
         if spec.subset_size > train_size:
             raise SpecError(
-                f"subset of {spec.subset_size} is larger than {info.name}'s {train_size} examples"
+                f"subset of {spec.subset_size} is larger than {info.name}'s {train_size} training examples"
             )
         if spec.subset_size % info.num_classes:
             raise SpecError(

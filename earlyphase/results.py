@@ -6,6 +6,13 @@ name (``none`` for plain rewinding, ``rotation``, ``blur_4``...) and ``pretraini
 length P (0 for none); ``attempt_start_level`` is the level the trial's last attempt started at
 (> 1 after a retry resumed from a checkpoint). ``telemetry.csv``: one row per (trial, iteration,
 metric, group).
+
+A search (sweeps/search.py) writes ``results.csv`` with :data:`SEARCH_COLUMNS`: a dense search one
+row per trial (its last evaluation), an earliest-k search the dense run and one row per (chain,
+level). ``validation_*`` are on the held-out validation split (what the search selects on);
+``study_trial`` is the Optuna trial number; ``stopped_early``: ASHA stopped the trial, or the chain
+fell below dense - tolerance before the target density; ``matched``: the chain reached the target
+density matching dense at every level. Then one column per sampled parameter, ``param_<name>``.
 """
 
 RESULT_COLUMNS = (
@@ -28,3 +35,7 @@ KERNEL_COLUMNS = (
     "experiment", "trial_id", "seed", "task", "architecture", "activation", "trained_layers", "input_dim",
     "hidden_width", "examples", "relative_error",
 )  # fmt: skip
+SEARCH_COLUMNS = (
+    *RESULT_COLUMNS, "validation_accuracy", "validation_loss", "study_trial", "stopped_early", "matched",
+)  # fmt: skip
+PARAMETER_PREFIX = "param_"

@@ -134,15 +134,36 @@ class DataSpec(Spec):
     augment: bool | None = option(
         None, "random flip + 4-px pad-crop (default: the dataset's own, CIFAR-10 only)"
     )
+    validation_examples: int = option(
+        0, "training examples held out for validation: class-balanced, the same for every seed (0: none)"
+    )
 
     def validate(self) -> None:
-        dataset_info(self.dataset)
+        info = dataset_info(self.dataset)
         if self.batch_size < 1:
             raise SpecError(f"batch_size must be positive, got {self.batch_size}")
+        held_out = self.validation_examples
+        if not 0 <= held_out < info.train_size or held_out % info.num_classes:
+            raise SpecError(
+                f"validation_examples must be a multiple of {info.num_classes} classes in "
+                f"[0, {info.train_size}) for {self.dataset}, got {held_out}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Without ``validation_examples`` when 0, so a run without a validation split keys as before."""
+        values = super().to_dict()
+        if not self.validation_examples:
+            del values["validation_examples"]
+        return values
+
+    @property
+    def train_examples(self) -> int:
+        """The examples trained on: the training set less the validation split."""
+        return dataset_info(self.dataset).train_size - self.validation_examples
 
     @property
     def iterations_per_epoch(self) -> int:
-        return -(-dataset_info(self.dataset).train_size // self.batch_size)
+        return -(-self.train_examples // self.batch_size)
 
 
 @dataclass(frozen=True)

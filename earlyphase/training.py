@@ -123,10 +123,11 @@ def train(
     from a zero buffer, which without dampening is exactly a fresh buffer's first step). The step at
     iteration t uses ``spec.lr_at(t)``; steps and evaluations run in ``spec.precision`` (:func:`autocast`).
     The state *after* t steps is captured for every t in ``capture`` (``start`` included if asked).
-    Test metrics are logged every ``spec.eval_every`` iterations and at ``end``; running train
-    loss/accuracy and the lr every ``log_every`` iterations as well (0: only with evals).
-    ``step_hook(t, model)`` runs at every step after the backward pass, before the update: the
-    weights are w_t and the gradients those of batch t (masked).
+    Test metrics (and validation metrics when the data hold a validation split) are logged every
+    ``spec.eval_every`` iterations and at ``end``; running train loss/accuracy and the lr every
+    ``log_every`` iterations as well (0: only with evals). ``step_hook(t, model)`` runs at every step
+    after the backward pass, before the update: the weights are w_t and the gradients those of batch t
+    (masked).
     """
     ipe = data.iterations_per_epoch
     end = spec.total_iterations(ipe) if end is None else end
@@ -175,6 +176,10 @@ def train(
             seen = 0
         if with_eval:
             row["test_loss"], row["test_accuracy"] = evaluate(model, data, precision=spec.precision)
+            if data.has_validation:
+                row["validation_loss"], row["validation_accuracy"] = evaluate(
+                    model, data, "validation", precision=spec.precision
+                )
         row["wall_time_s"] = time.perf_counter() - began
         result.curve.append(row)
         if on_log is not None:

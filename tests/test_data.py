@@ -284,3 +284,42 @@ def test_eval_batches_cover_split_once_unaugmented(indexed):
         assert torch.equal(_denormalise(x, DATASETS["synthetic"]), indexed[split == "train"][0])
     with pytest.raises(SpecError):
         td.eval_batches("validation")
+
+
+# --- the validation split ------------------------------------------------------------------------
+
+
+def _image_keys(images: torch.Tensor) -> set[bytes]:
+    return {bytes(row) for row in images.flatten(1).numpy()}
+
+
+def test_validation_split_is_held_out_class_balanced_and_the_same_for_every_seed():
+    info = DATASETS["synthetic"]
+    spec = DataSpec("synthetic", batch_size=64, validation_examples=500)
+    td = TrainData(spec, seed=0)
+    images, labels = load_split("synthetic", True)
+    held = data.validation_indices(labels, 500, 10)
+    assert torch.equal(td.validation_x, images[held]) and torch.equal(td.validation_y, labels[held])
+    assert torch.bincount(td.validation_y, minlength=10).tolist() == [50] * 10
+    assert len(td.train_x) == 4096 - 500 and td.iterations_per_epoch == spec.iterations_per_epoch == 57
+    # one epoch of batches covers exactly the 3,596 examples not held out
+    everything, held_out = _image_keys(images), _image_keys(images[held])
+    trained = _image_keys(torch.cat([_denormalise(td.batch(i)[0], info) for i in range(57)]))
+    assert len(everything) == 4096 and len(trained) == 3596
+    assert trained.isdisjoint(held_out) and trained | held_out == everything
+    x = torch.cat([x for x, _ in td.eval_batches("validation", batch_size=128)])
+    assert torch.equal(_denormalise(x, info), images[held])
+    other = TrainData(spec, seed=5)  # another seed: another data order, the same split
+    assert torch.equal(other.validation_x, td.validation_x)
+    assert not torch.equal(other.batch(0)[1], td.batch(0)[1])
+    assert set(data.validation_indices(labels, 200, 10).tolist()) < set(held.tolist())  # nested
+    with pytest.raises(SpecError, match="no validation split"):
+        TrainData(DataSpec("synthetic"), seed=0).eval_batches("validation")
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_validation_split_is_500_per_class():
+    td = TrainData(DataSpec("fashion_mnist", validation_examples=5000), seed=0)
+    assert torch.bincount(td.validation_y, minlength=10).tolist() == [500] * 10
+    assert torch.bincount(td.train_y, minlength=10).tolist() == [5500] * 10  # 6,000 of each class in all
+    assert (len(td.train_x), td.iterations_per_epoch) == (55_000, 430)

@@ -73,8 +73,7 @@ def _closed_port() -> int:
         (["--layers-to-ignore", "nope.weight"], "names no prunable weight"),  # needs the model
         (["--eval-every", "0it"], "eval_every"),
         (["--gamma", "-1"], "gamma"),
-        # the fields of one spec change together: no complaint about the default P = 0 of "none"
-        (["--pretraining-mode", "rotation", "--pretraining-iterations", "10000it"], "leaves no training"),
+        (["--modes", "rotation", "--pretraining-lengths", "10000it"], "leaves no training"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written_or_started(extra, message, tmp_path, capsys):

@@ -216,3 +216,26 @@ def test_cli_runs_a_chain_and_writes_results(tmp_path, capsys):
     assert printed[0].split() == ["level", "density", "test_acc", "test_loss", "time_s"]
     assert [line.split()[0] for line in printed[1:]] == ["0", "1", "2"]
     assert (tmp_path / "results.json").exists() and (tmp_path / "masks.pt").exists()
+
+
+def test_replay_is_bitwise_the_dense_runs_state_at_k(smoke):
+    imp, dense = smoke
+    replayed = imp.replay(K)
+    assert replayed.keys() == dense.rewind_states[K].keys()
+    assert all(torch.equal(replayed[name], dense.rewind_states[K][name]) for name in replayed)
+    assert not torch.equal(replayed["layers.0.weight"], dense.rewind_states[0]["layers.0.weight"])
+
+
+def test_levels_report_validation_accuracy_when_a_split_is_held_out():
+    from earlyphase.training import evaluate
+
+    spec = get_run("smoke_synthetic")
+    spec = spec.replace(data=spec.data.replace(validation_examples=500))
+    imp = IMP(spec, seed=0, device="cpu")
+    dense = imp.dense([])
+    model = imp.new_model()
+    model.load_state_dict(dense.state)
+    loss, accuracy = evaluate(model, imp.data, "validation")
+    assert (dense.metrics["validation_loss"], dense.metrics["validation_accuracy"]) == (loss, accuracy)
+    assert 0.3 < accuracy < 1  # learned (chance: 0.1)
+    assert "validation_accuracy" not in IMP(get_run("smoke_synthetic"), seed=0).dense([]).metrics

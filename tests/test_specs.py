@@ -136,3 +136,19 @@ def test_bad_specs_are_refused_with_one_line(make):
     with pytest.raises(SpecError) as info:
         make()
     assert "\n" not in str(info.value)
+
+
+def test_validation_split_is_keyed_only_when_held_out():
+    assert "validation_examples" not in DataSpec("mnist").to_dict()
+    held_out = DataSpec("fashion_mnist", validation_examples=5000)
+    assert held_out.to_dict()["validation_examples"] == 5000
+    assert held_out.key() != DataSpec("fashion_mnist").key()
+    assert DataSpec.from_json(held_out.to_json()) == held_out
+    assert (held_out.train_examples, held_out.iterations_per_epoch) == (55_000, 430)  # ceil(55000 / 128)
+
+
+@pytest.mark.parametrize("examples", [-10, 5005, 60_000])
+def test_validation_split_sizes_are_refused_with_one_line(examples):
+    with pytest.raises(SpecError, match="multiple of 10 classes") as info:
+        DataSpec("fashion_mnist", validation_examples=examples)
+    assert "\n" not in str(info.value)

@@ -13,6 +13,7 @@ import pandas as pd
 from earlyphase.analysis import figures
 from earlyphase.analysis.dynamics_report import DynamicsTables, load_dynamics, write_dynamics_report
 from earlyphase.analysis.pretraining import pretraining_section
+from earlyphase.analysis.study import load_study, study_figures
 from earlyphase.analysis.tables import (
     imp_curves,
     load_results,
@@ -76,11 +77,13 @@ def write_report(
     title: str,
     tolerance: float | None = None,
     dynamics: DynamicsTables | None = None,
+    study=None,
 ) -> list[Path]:
     """Write the figures that apply and report.md into ``out``; return the paths written.
     ``tolerance`` (accuracy, not percent) is that of "matches dense" (default: one std of dense).
     The pretraining section has every pretraining's rows; the other sections those without. A
-    linear dynamics experiment (``dynamics``, no results) has a report of its own."""
+    linear dynamics experiment (``dynamics``, no results) has a report of its own; a search's
+    Optuna ``study`` adds its own figures."""
     if results is None:
         return write_dynamics_report(dynamics, out, title)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +117,10 @@ def write_report(
         seeds = telemetry.seed.nunique()
         text += ["## Early-phase telemetry (Figure 3)", "", f"![telemetry]({written[-1].name})", ""]
         text += [f"Mean ± std over {seeds} seed(s); tracked weights are those of the lowest seed.", ""]
+    if study is not None:
+        paths, lines = study_figures(study, out)
+        written += paths
+        text += lines
     if not written:
         text += ["No IMP levels or branches in this experiment: nothing to plot.", ""]
     report = out / "report.md"
@@ -129,12 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         dynamics = load_dynamics(args.experiment_dir)
         results = None if dynamics is not None else load_results(args.experiment_dir)
         telemetry = load_telemetry(args.experiment_dir)
+        study = load_study(args.experiment_dir)
     except (OSError, ValueError) as error:
         print(f"report: {error}", file=sys.stderr)
         return 2
     out = args.out or args.experiment_dir / "report"
     tolerance = None if args.tolerance is None else args.tolerance / 100
     title = args.experiment_dir.resolve().name
-    for path in write_report(results, telemetry, out, title, tolerance, dynamics):
+    for path in write_report(results, telemetry, out, title, tolerance, dynamics, study):
         print(f"wrote {path}")
     return 0

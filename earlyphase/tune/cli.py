@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from earlyphase.commandline import (
     OneLineParser,
@@ -29,10 +30,16 @@ DEFAULT_STORAGE = os.environ.get("EARLYPHASE_STORAGE", "results")
 
 
 def parser(
-    family: str, presets: dict[str, Spec], description: str, spec_class: type[Spec] = SweepSpec
+    family: str,
+    presets: dict[str, Spec],
+    description: str,
+    spec_class: type[Spec] = SweepSpec,
+    command: str | None = None,
 ) -> tuple[argparse.ArgumentParser, list]:
     """The sweep's parser: preset, config, execution flags, and a flag for every field of the sweep."""
-    p = OneLineParser(prog=f"sweeps/{family}.py", description=description)
+    p = OneLineParser(
+        prog=f"sweeps/{family}.py" + (f" {command}" if command else ""), description=description
+    )
     p.add_argument("--preset", default="quick", choices=sorted(presets), help="the sweep (default: quick)")
     add_config_arguments(p, "sweep")
     if spec_class is SweepSpec:
@@ -41,7 +48,8 @@ def parser(
     run.add_argument(
         "--storage-path", default=DEFAULT_STORAGE, help="local dir or s3://... (default: results)"
     )
-    run.add_argument("--name", help=f"experiment name (default: {family}-<preset>-<time>)")
+    prefix = f"{family}-{command}" if command else family
+    run.add_argument("--name", help=f"experiment name (default: {prefix}-<preset>-<time>)")
     run.add_argument("--resume", action="store_true", help="continue --name, or the latest of this preset")
     run.add_argument("--address", help="join a running Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     run.add_argument(
@@ -109,11 +117,13 @@ def main(
     argv: list[str] | None = None,
     spec_class: type[Spec] = SweepSpec,
     runner: str = "earlyphase.tune.engine:run_sweep",
+    command: str | None = None,
 ) -> int:
     """Parse, validate, run, summarise; returns the process exit code. ``spec_class`` is the sweep's
-    spec (its fields become flags; it names its ``datasets()``); ``runner`` (``module:function``,
-    imported after Ray is set up) runs it: ``runner(sweep, execution) -> Outcome``."""
-    p, flags = parser(family, presets, description, spec_class)
+    spec (its fields become flags; it names its ``datasets()`` and may check where it runs in
+    ``check_execution(execution)``); ``runner`` (``module:function``, imported after Ray is set up)
+    runs it: ``runner(sweep, execution) -> Outcome``. ``command`` is the subcommand that chose them."""
+    p, flags = parser(family, presets, description, spec_class, command)
     args = p.parse_args(argv)
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         from earlyphase.tune.connect import loopback_environment
@@ -124,9 +134,10 @@ def main(
         if args.print_config:
             print_config(sweep)
             return 0
-        execution = _validate(family, sweep, args)  # nothing written, nothing started yet
+        name = f"{family}-{command}" if command else family
+        execution = _validate(name, sweep, args)  # nothing written, nothing started yet
         # Ray joined (or started), then the experiment claimed: nothing is written if Ray is unreachable
-        lease = _launch(family, runner, sweep, execution, args)
+        lease = _launch(name, runner, sweep, execution, args)
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -185,7 +196,7 @@ def _validate(family: str, sweep: Spec, args: argparse.Namespace):
     name = _experiment_name(family, args, storage_path)
     storage.check_name(name)
     storage.check_writable(storage.join(storage_path, name))
-    return Execution(
+    execution = Execution(
         storage_path=storage_path,
         name=name,
         cpus_per_trial=args.cpus_per_trial,
@@ -195,6 +206,10 @@ def _validate(family: str, sweep: Spec, args: argparse.Namespace):
         data_dir=data_dir,
         resume=args.resume,
     )
+    check_execution = getattr(sweep, "check_execution", None)
+    if check_execution is not None:
+        check_execution(execution)
+    return execution
 
 
 def _launch(family: str, runner: str, sweep: Spec, execution, args: argparse.Namespace):
@@ -218,3 +233,36 @@ def _launch(family: str, runner: str, sweep: Spec, execution, args: argparse.Nam
         "shared_storage": args.shared_storage,
     }
     return experiment.claim(execution.experiment_dir, sweep.to_json(), settings, args.resume)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of a sweep script: what :func:`main` runs for it."""
+
+    presets: dict[str, Spec]
+    description: str
+    spec_class: type[Spec]
+    runner: str
+
+
+def main_with_commands(
+    family: str, description: str, commands: dict[str, Command], argv: list[str] | None = None
+) -> int:
+    """``sweeps/<family>.py COMMAND [flags]``: the first argument names the command; the flags are
+    :func:`main`'s for its spec, and its experiments are named ``<family>-<command>-<preset>-<time>``."""
+    argv = sys.argv[1:] if argv is None else argv
+    names = ", ".join(commands)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(f"usage: sweeps/{family}.py {{{names}}} [flags]\n\n{description}\n")
+        for name, command in commands.items():
+            print(f"  {name:<12} {command.description}")
+        print(f"\nsweeps/{family}.py COMMAND --help lists the command's flags")
+        return 0
+    if not argv or argv[0] not in commands:
+        given = f"unknown command {argv[0]!r}" if argv else "no command"
+        print(f"error: {given}: choose one of {names} (see sweeps/{family}.py --help)", file=sys.stderr)
+        return 2
+    command = commands[argv[0]]
+    return main(
+        family, command.presets, command.description, argv[1:], command.spec_class, command.runner, argv[0]
+    )

@@ -37,6 +37,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
             "ray was imported before loopback_environment(): a local Ray would listen on all interfaces"
         )
     return ray.init(
+        address="local",  # a new Ray: without it, ray.init joins any Ray already running on this machine
         _node_ip_address=LOOPBACK,
         include_dashboard=False,
         num_cpus=num_cpus,
