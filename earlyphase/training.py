@@ -119,8 +119,8 @@ def train(
     iteration t uses ``spec.lr_at(t)``. The state *after* t steps is captured for every t in
     ``capture`` (``start`` included if asked). Test metrics (and validation metrics when the data hold
     a validation split) are logged every ``spec.eval_every`` iterations and at ``end``; running train
-    loss/accuracy and the lr every ``log_every`` iterations
-    as well (0: only with evals). ``step_hook(t, model)`` runs at every step after the backward pass,
+    loss/accuracy and the lr every ``log_every`` iterations as well (0: only with evals).
+    ``step_hook(t, model)`` runs at every step after the backward pass,
     before the update: the weights are w_t and the gradients those of batch t (masked).
     """
     ipe = data.iterations_per_epoch

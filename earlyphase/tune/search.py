@@ -216,20 +216,21 @@ class SearchProgress(StageProgress):
         status = [t.status for t in trials]
         finished = [t.last_result for t in trials if t.status == "TERMINATED" and t.last_result]
         errors = f", {status.count('ERROR')} failed" if "ERROR" in status else ""
-        text = (
+        return (
             f"[earlyphase] {self.stage:<9} {len(finished)}/{self.total} trials done, "
-            f"{status.count('RUNNING')} running{errors}"
+            f"{status.count('RUNNING')} running{errors}{self._outcome(finished)} · "
+            f"{_duration(time.monotonic() - self.began)}"
         )
-        matched = [r["rewind_iteration"] for r in finished if r.get("matched")]
-        if any("matched" in r for r in finished):
-            text += f" · {len(matched)} matched" + (
-                f", smallest matching k {min(matched)}" if matched else ""
-            )
-        elif finished:
-            text += (
-                f" · best validation accuracy {100 * max(r['validation_accuracy'] for r in finished):.2f}%"
-            )
-        return f"{text} · {_duration(time.monotonic() - self.began)}"
+
+    @staticmethod
+    def _outcome(finished: list[dict]) -> str:
+        """Chains: how many matched and the smallest matching k; dense trials: the best accuracy."""
+        if not finished:
+            return ""
+        if "matched" in finished[0]:
+            matched = [r["rewind_iteration"] for r in finished if r["matched"]]
+            return f" · {len(matched)} matched" + (f", smallest matching k {min(matched)}" if matched else "")
+        return f" · best validation accuracy {100 * max(r['validation_accuracy'] for r in finished):.2f}%"
 
 
 def _label(config: dict) -> str:
