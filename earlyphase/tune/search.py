@@ -334,7 +334,7 @@ def run_earliest_k_search(search: EarliestKSearchSpec, execution: Execution) -> 
     )
     table = earliest_k_table(dense, grid, search, name)
     study = optuna.load_study(study_name=name, storage=url)
-    summary = earliest_k_summary(table, search, study, config["threshold"])
+    summary = f"{earliest_k_summary(table, search, study, config['threshold'])}\n\n{_study_line(name, url)}"
     return Outcome(summary, (write_table(execution, "results.csv", table),))
 
 
@@ -426,9 +426,13 @@ def dense_summary(table: pd.DataFrame, search: DenseSearchSpec, study_url: str, 
             "",
             f"    {best_command(search, params)}",
             "",
-            f"[earlyphase] study:       {study_name} in {study_url}",
+            _study_line(study_name, study_url),
         ]
     )
+
+
+def _study_line(name: str, url: str) -> str:
+    return f"[earlyphase] study:       {name} in {url}"
 
 
 def earliest_k_summary(
