@@ -216,20 +216,21 @@ class SearchProgress(StageProgress):
         status = [t.status for t in trials]
         finished = [t.last_result for t in trials if t.status == "TERMINATED" and t.last_result]
         errors = f", {status.count('ERROR')} failed" if "ERROR" in status else ""
-        text = (
+        return (
             f"[earlyphase] {self.stage:<9} {len(finished)}/{self.total} trials done, "
-            f"{status.count('RUNNING')} running{errors}"
+            f"{status.count('RUNNING')} running{errors}{self._outcome(finished)} · "
+            f"{_duration(time.monotonic() - self.began)}"
         )
-        matched = [r["rewind_iteration"] for r in finished if r.get("matched")]
-        if any("matched" in r for r in finished):
-            text += f" · {len(matched)} matched" + (
-                f", smallest matching k {min(matched)}" if matched else ""
-            )
-        elif finished:
-            text += (
-                f" · best validation accuracy {100 * max(r['validation_accuracy'] for r in finished):.2f}%"
-            )
-        return f"{text} · {_duration(time.monotonic() - self.began)}"
+
+    @staticmethod
+    def _outcome(finished: list[dict]) -> str:
+        """Chains: how many matched and the smallest matching k; dense trials: the best accuracy."""
+        if not finished:
+            return ""
+        if "matched" in finished[0]:
+            matched = [r["rewind_iteration"] for r in finished if r["matched"]]
+            return f" · {len(matched)} matched" + (f", smallest matching k {min(matched)}" if matched else "")
+        return f" · best validation accuracy {100 * max(r['validation_accuracy'] for r in finished):.2f}%"
 
 
 def _label(config: dict) -> str:
@@ -334,7 +335,7 @@ def run_earliest_k_search(search: EarliestKSearchSpec, execution: Execution) -> 
     )
     table = earliest_k_table(dense, grid, search, name)
     study = optuna.load_study(study_name=name, storage=url)
-    summary = earliest_k_summary(table, search, study, config["threshold"])
+    summary = f"{earliest_k_summary(table, search, study, config['threshold'])}\n\n{_study_line(name, url)}"
     return Outcome(summary, (write_table(execution, "results.csv", table),))
 
 
@@ -426,9 +427,13 @@ def dense_summary(table: pd.DataFrame, search: DenseSearchSpec, study_url: str, 
             "",
             f"    {best_command(search, params)}",
             "",
-            f"[earlyphase] study:       {study_name} in {study_url}",
+            _study_line(study_name, study_url),
         ]
     )
+
+
+def _study_line(name: str, url: str) -> str:
+    return f"[earlyphase] study:       {name} in {url}"
 
 
 def earliest_k_summary(
