@@ -220,7 +220,6 @@ class SweepSpec(Spec):
         return [Trial("telemetry", s) for s in self.seeds] if self.telemetry else []
 
 
-DYNAMICS_STAGES = ("dynamics", "kernel")
 # (axis of DynamicsSweepSpec, the DynamicsSpec field each of its values replaces)
 DYNAMICS_AXES = (
     ("tasks", "task"),
@@ -237,7 +236,7 @@ class DynamicsTrial:
     """One point of a linear-dynamics sweep: a network and its linear model trained side by side
     (``dynamics``), or the kernel check of one network at every input dimension and width (``kernel``)."""
 
-    stage: str  # one of DYNAMICS_STAGES
+    stage: str  # "dynamics" or "kernel"
     seed: int
     task: str
     architecture: str

@@ -57,6 +57,28 @@ def _kernels(spec, seed=0):
     return data, empirical_ntk(network, data.train_x, names)
 
 
+def test_empirical_ntk_in_blocks_equals_the_two_layer_closed_forms():
+    spec = DynamicsSpec(input_dim=6, hidden_width=5, train_examples=11, test_examples=2, activation="tanh")
+    data = dynamics_data(spec, 0)
+    network = build_network(spec, data.shape, 0)
+    x, d, m = data.train_x, 6, 5
+    hidden = torch.tanh(x @ network.first.detach().T / math.sqrt(d))
+    slope = (1 - hidden**2) * network.readout.detach()  # v_r φ'(w_rᵀx/√d)
+    second = hidden @ hidden.T / m  # Θ = Σ_r φ(u_r)φ(u_r')/m
+    first = (x @ x.T / d) * (slope @ slope.T) / m  # Θ = (xᵀx'/d) Σ_r v_r² φ'(u_r)φ'(u_r')/m
+    for names, size, expected in ((["readout"], m, second), (["first"], m * d, first)):
+        for block_numbers in (3 * size, 2**24):  # blocks of 3 examples (the last of 2), or one block
+            ntk = empirical_ntk(network, x, names, block_numbers)
+            assert torch.allclose(ntk, expected, rtol=1e-12, atol=1e-14)
+    both = empirical_ntk(network, x, ["first", "readout"], 4 * (m * d + m))
+    assert torch.allclose(both, first + second, rtol=1e-12, atol=1e-14)
+
+
+def test_learning_rate_defaults_to_the_tasks():
+    assert DynamicsSpec().lr == 4.0 and DynamicsSpec(task="fashion_mnist").lr == 0.5
+    assert DynamicsSpec(task="cifar10", dynamics_lr=2.0).lr == 2.0
+
+
 def test_linear_kernel_matches_the_ntk_for_large_d_and_perturbed_constants_do_not():
     spec = DynamicsSpec(input_dim=1000, hidden_width=4096, train_examples=600, trained_layers="second")
     data, ntk = _kernels(spec)
@@ -149,6 +171,8 @@ def test_log_step_grid():
         ({"task": "fashion_mnist", "classes": (1, 10)}, "two distinct labels"),
         ({"task": "fashion_mnist", "classes": (1,)}, "two distinct labels"),
         ({"architecture": "cnn", "input_dim": 50}, "square input_dim"),
+        ({"task": "cifar10", "train_examples": 20000}, "cifar10 has 10000 train and 2000 test images"),
+        ({"task": "fashion_mnist", "test_examples": 2001}, "fashion_mnist has 12000 train and 2000 test"),
     ],
 )
 def test_bad_specs_raise_one_line(changes, message):

@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from earlyphase.analysis.dynamics_tables import CONFIGURATION, KERNEL_NETWORK
+
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")  # 1, 10, 100 rather than 10⁰, 10¹, 10²
 
 MODEL_COLOR = {"network": "tab:blue", "linear": "tab:orange", "both": "tab:green"}
@@ -23,9 +25,6 @@ PANELS = [
     ("accuracy", "accuracy (from step 1)"),
     ("discrepancy", "RMS discrepancy f − f_lin"),
 ]
-# The columns that tell a sweep's dynamics trials apart (besides the seed), and how a row names them.
-CONFIGURATION = ["task", "architecture", "width", "activation", "lr", "trained_layers"]
-KERNEL_NETWORK = ["architecture", "activation", "trained_layers"]
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
@@ -104,11 +103,13 @@ def plot_kernel_error(table: pd.DataFrame, path: str | Path, title: str = "") ->
         ax.set_xticks(sorted(means.input_dim.unique()))
         ax.xaxis.set_major_formatter(PLAIN)
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_ylim(bottom=0)
         ax.set_xlabel("input dimension d")
         ax.set_title(f"{architecture}, {activation}, {trained_label(layers)}", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
+    axes[0].set_ylim(
+        0, 1.08 * table.groupby([*KERNEL_NETWORK, "hidden_width", "input_dim"]).relative_error.mean().max()
+    )
     axes[0].set_ylabel("‖Θ − Θ_lin‖₂ / ‖Θ‖₂ at init")
     if title:
         figure.suptitle(title)

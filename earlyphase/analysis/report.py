@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
-from earlyphase.analysis.dynamics_report import DynamicsTables, load_dynamics, write_dynamics_report
+from earlyphase.analysis.dynamics_report import write_dynamics_report
+from earlyphase.analysis.dynamics_tables import DynamicsTables, load_dynamics
 from earlyphase.analysis.pretraining import pretraining_section
 from earlyphase.analysis.study import load_study, study_figures
 from earlyphase.analysis.tables import (

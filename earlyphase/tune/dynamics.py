@@ -24,7 +24,7 @@ import ray
 import torch
 from ray import tune
 
-from earlyphase.analysis.dynamics_report import sweep_summary
+from earlyphase.analysis.dynamics_tables import sweep_summary
 from earlyphase.linear_dynamics import dynamics_data, kernel_error_table, run_dynamics
 from earlyphase.results import DYNAMICS_COLUMNS, KERNEL_COLUMNS
 from earlyphase.sweep import DynamicsSweepSpec, DynamicsTrial
