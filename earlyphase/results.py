@@ -6,6 +6,13 @@ name (``none`` for plain rewinding, ``rotation``, ``blur_4``...) and ``pretraini
 length P (0 for none); ``attempt_start_level`` is the level the trial's last attempt started at
 (> 1 after a retry resumed from a checkpoint). ``telemetry.csv``: one row per (trial, iteration,
 metric, group).
+
+Data diet and instability (docs/experiments.md B): ``scores.csv`` has one row per (score network,
+score, training example); ``network`` is the score network's number 0..K-1 and the averaged score
+is the mean over networks (``barrier``: the per-example midpoint loss barrier, from the networks
+that computed it). ``stability.csv`` has one row per (copy pair, α) along the line between the two
+copies trained from the state at k (``level`` 0: dense, else that IMP level's subnetwork);
+``example_barriers.csv`` one row per (copy pair, training example).
 """
 
 RESULT_COLUMNS = (
@@ -16,3 +23,9 @@ RESULT_COLUMNS = (
 TELEMETRY_COLUMNS = (
     "experiment", "trial_id", "seed", "model", "dataset", "iteration", "metric", "group", "value",
 )  # fmt: skip
+SCORE_COLUMNS = ("experiment", "example_index", "label", "score", "network", "value")
+PAIR_COLUMNS = (
+    "experiment", "seed", "pretraining", "pretraining_iterations", "rewind_iteration", "level", "density",
+)  # fmt: skip
+STABILITY_COLUMNS = (*PAIR_COLUMNS, "alpha", "test_error", "train_error", "test_loss", "train_loss")
+EXAMPLE_BARRIER_COLUMNS = (*PAIR_COLUMNS, "example_index", "label", "barrier")

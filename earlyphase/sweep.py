@@ -13,10 +13,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from earlyphase.connectivity import BN_MODES
 from earlyphase.errors import SpecError
 from earlyphase.interventions import BASELINES, get_intervention
 from earlyphase.pretraining import check_pretraining
-from earlyphase.specs import PRETRAINING_MODES, PretrainingSpec, RunSpec, Spec, TelemetrySpec, option
+from earlyphase.specs import (
+    PRETRAINING_MODES,
+    PretrainingSpec,
+    RunSpec,
+    ScoreSpec,
+    Spec,
+    TelemetrySpec,
+    option,
+)
 
 STAGES = ("dense", "imp", "branch", "telemetry")
 NO_PRETRAINING = PretrainingSpec().to_json()
@@ -139,6 +148,10 @@ class SweepSpec(Spec):
             raise SpecError(f"pretraining lengths {list(self.pretraining_lengths)} name an iteration twice")
         specs = self.pretrainings()
         for spec in specs:
+            if spec.scored_subset and not self.scores_subsets:
+                raise SpecError(
+                    f"pretraining {spec.name} is chosen by example scores: run it with sweeps/data_diet.py"
+                )
             if specs.count(spec) > 1:
                 raise SpecError(f"pretraining {spec.name} is listed twice in the modes")
             check_pretraining(self.run.replace(pretraining=spec))
@@ -148,6 +161,11 @@ class SweepSpec(Spec):
                     f"sparse pretraining {spec.name} needs the mask of level {level} of IMP rewound to "
                     f"k={k}: pretraining none, k among the rewind iterations and levels >= {level}"
                 )
+
+    @property
+    def scores_subsets(self) -> bool:
+        """Whether its runner computes example scores, so subsets may be chosen by them."""
+        return False
 
     def _has_plain_chain(self, level: int, rewind_iteration: int) -> bool:
         """Whether the sweep runs IMP without pretraining, rewound to ``rewind_iteration``, to ``level``."""
@@ -210,3 +228,132 @@ class SweepSpec(Spec):
 
     def telemetry_trials(self) -> list[Trial]:
         return [Trial("telemetry", s) for s in self.seeds] if self.telemetry else []
+
+
+@dataclass(frozen=True)
+class ScoredSweepSpec(SweepSpec):
+    """An IMP sweep whose subset pretrainings may be chosen by example scores (inside a data diet)."""
+
+    @property
+    def scores_subsets(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class ScoreTrial:
+    """One score network of the scores stage; with ``barriers`` it also scores per-example barriers."""
+
+    seed: int
+    barriers: bool = False
+    stage: str = "scores"
+
+    def to_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DataDietSpec(Spec):
+    """Lottery tickets on a data diet (docs/experiments.md B): K score networks, then IMP after pretraining
+    on subsets chosen by their scores (``--modes subset_easy_el2n_1000,subset_lmc_1000,...``), beside
+    plain IMP rewound to the ``--rewind-iterations`` (0, P, 2P)."""
+
+    sweep: ScoredSweepSpec
+    scoring: ScoreSpec = field(default_factory=ScoreSpec)
+    barrier_networks: int = option(
+        1, "score networks that also give per-example barriers for lmc subsets (copies to the run's end)"
+    )
+
+    def validate(self) -> None:
+        needed = {p.subset_score for p in self.sweep.pretrainings() if p.subset_kind in ("easy", "hard")}
+        missing = sorted(needed - set(self.scoring.scores))
+        if missing:
+            raise SpecError(f"subsets by {', '.join(missing)} need it among --scores")
+        if not 1 <= self.barrier_networks <= self.scoring.score_networks:
+            raise SpecError(
+                f"barrier_networks must lie in 1..{self.scoring.score_networks} (the score networks), "
+                f"got {self.barrier_networks}"
+            )
+        self.sweep.run.check_rewind(self.sweep.run.iterations(self.scoring.score_steps))
+
+    @property
+    def lmc_subsets(self) -> bool:
+        return any(p.subset_kind == "lmc" for p in self.sweep.pretrainings())
+
+    def datasets(self) -> tuple[str, ...]:
+        return self.sweep.datasets()
+
+    def score_trials(self) -> list[ScoreTrial]:
+        from earlyphase.scores import score_seeds
+
+        barriers = self.barrier_networks if self.lmc_subsets else 0
+        return [ScoreTrial(seed, i < barriers) for i, seed in enumerate(score_seeds(self.scoring))]
+
+
+@dataclass(frozen=True)
+class StabilityTrial:
+    """Two copies from the state at k of (seed, pretraining), dense (level 0) or that level's subnetwork."""
+
+    seed: int
+    rewind_iteration: int
+    level: int
+    pretraining: str = NO_PRETRAINING
+    stage: str = "stability"
+
+    @property
+    def pretraining_spec(self) -> PretrainingSpec:
+        return PretrainingSpec.from_json(self.pretraining)
+
+    def to_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StabilitySpec(Spec):
+    """Instability analysis (docs/experiments.md B): the IMP sweep, then from the state at each k of each
+    chain, dense or a chosen level's subnetwork, two copies trained with different data orders, the
+    error along the line between them and the per-example midpoint barriers."""
+
+    sweep: SweepSpec
+    stability_levels: tuple[int, ...] = option(
+        (0,), "levels whose copies are compared (0: the dense network)"
+    )
+    alpha_points: int = option(30, "α grid between the copies, ends included")
+    interpolation_bn: str = option(
+        "interpolate", f"BatchNorm statistics along the path: {', '.join(BN_MODES)}"
+    )
+    bn_batches: int = option(20, "training batches that re-estimate BatchNorm statistics")
+    barrier_threshold: float = option(
+        0.02, "copies are linearly connected when the test error barrier is below"
+    )
+    barrier_train_examples: int = option(10_000, "training examples evaluated along the path (0: all)")
+    example_eps: float = option(0.0, "an example is connected when its midpoint loss barrier is <= this")
+
+    def validate(self) -> None:
+        if not self.stability_levels or len(set(self.stability_levels)) != len(self.stability_levels):
+            raise SpecError(
+                f"stability levels must be distinct and non-empty, got {list(self.stability_levels)}"
+            )
+        bad = [lv for lv in self.stability_levels if not 0 <= lv <= self.sweep.levels]
+        if bad:
+            raise SpecError(f"stability levels {bad} are outside 0..{self.sweep.levels} (--levels)")
+        if self.alpha_points < 2:
+            raise SpecError(f"the α grid needs at least 2 points, got {self.alpha_points}")
+        if self.interpolation_bn not in BN_MODES:
+            raise SpecError(
+                f"unknown BatchNorm handling {self.interpolation_bn!r}; choose one of {', '.join(BN_MODES)}"
+            )
+        if self.bn_batches < 1 or self.barrier_train_examples < 0 or self.barrier_threshold < 0:
+            raise SpecError("bn_batches must be >= 1; barrier_train_examples and barrier_threshold >= 0")
+        if any(p.sparse_level for p in self.sweep.pretrainings()):
+            raise SpecError("stability sweeps take no sparse pretraining")
+
+    def datasets(self) -> tuple[str, ...]:
+        return self.sweep.datasets()
+
+    def trials(self) -> list[StabilityTrial]:
+        """One per (IMP chain: seed, pretraining, k) and stability level."""
+        return [
+            StabilityTrial(chain.seed, chain.rewind_iteration, level, chain.pretraining)
+            for chain in self.sweep.imp_trials()
+            for level in self.stability_levels
+        ]

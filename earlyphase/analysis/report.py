@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.datadiet import data_diet_section
 from earlyphase.analysis.pretraining import pretraining_section
 from earlyphase.analysis.tables import (
     imp_curves,
@@ -56,11 +57,19 @@ def summary(results: pd.DataFrame, curves: pd.DataFrame) -> list[str]:
     return lines
 
 
-def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Path, title: str) -> list[Path]:
+def write_report(
+    results: pd.DataFrame,
+    telemetry: pd.DataFrame | None,
+    out: Path,
+    title: str,
+    experiment_dir: Path | None = None,
+) -> list[Path]:
     """Write the figures that apply and report.md into ``out``; return the paths written. The
-    pretraining section has every pretraining's rows; the other sections those without pretraining."""
+    pretraining section has every pretraining's rows; the other sections those without pretraining.
+    The data-diet section reads the experiment's scores and stability tables, where it has them."""
     out.mkdir(parents=True, exist_ok=True)
     pretraining = pretraining_section(results, out)
+    diet = data_diet_section(results, experiment_dir, out)
     results = results[results.pretraining == "none"]
     curves = imp_curves(results)
     is_main = curves.intervention.isin(("none", *RANDOM_BASELINES))
@@ -79,8 +88,8 @@ def write_report(results: pd.DataFrame, telemetry: pd.DataFrame | None, out: Pat
     for heading, table, figure in sections:
         text += [f"## {heading}", "", f"![{heading}]({figure.name})", ""]
         text += ["Test accuracy (%), mean ± std over seeds:", "", markdown_table(table), ""]
-    written += pretraining.paths
-    text += pretraining.text
+    written += pretraining.paths + diet.paths
+    text += pretraining.text + diet.text
     if telemetry is not None:
         written.append(figures.telemetry_figure(telemetry_curves(telemetry), out / "telemetry.png"))
         seeds = telemetry.seed.nunique()
@@ -104,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report: {error}", file=sys.stderr)
         return 2
     out = args.out or args.experiment_dir / "report"
-    for path in write_report(results, telemetry, out, args.experiment_dir.resolve().name):
+    for path in write_report(
+        results, telemetry, out, args.experiment_dir.resolve().name, args.experiment_dir
+    ):
         print(f"wrote {path}")
     return 0
