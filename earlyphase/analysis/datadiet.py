@@ -35,11 +35,11 @@ def averaged_scores(scores: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def score_agreement(scores: pd.DataFrame) -> pd.DataFrame:
     """Per score: the networks that computed it and the mean Spearman rank correlation over pairs of
-    networks; per pair of scores, the Spearman correlation of their averages (``networks`` = 0)."""
+    networks (NaN for one network); per pair of scores, the Spearman correlation of their averages (``networks`` = 0)."""
     rows = []
     for name, table in scores.groupby("score", sort=False):
         wide = table.pivot(index="example_index", columns="network", values="value")
-        correlations = wide.corr(method="spearman").to_numpy()
+        correlations = wide.rank().corr().to_numpy()  # Spearman: Pearson of ranks
         pairs = correlations[np.triu_indices(len(correlations), 1)]
         rows.append(
             {"score": name, "networks": wide.shape[1], "spearman": pairs.mean() if len(pairs) else np.nan}
@@ -47,14 +47,14 @@ def score_agreement(scores: pd.DataFrame) -> pd.DataFrame:
     averaged = pd.DataFrame(averaged_scores(scores))
     for a, b in itertools.combinations(averaged.columns, 2):
         rows.append(
-            {"score": f"{a} vs {b}", "networks": 0, "spearman": averaged[a].corr(averaged[b], "spearman")}
+            {"score": f"{a} vs {b}", "networks": 0, "spearman": averaged[[a, b]].rank().corr().iloc[0, 1]}
         )
     return pd.DataFrame(rows)
 
 
 def score_agreement_summary(scores: pd.DataFrame) -> str:
     lines = ["Agreement of example scores (Spearman rank correlation):"]
-    for row in score_agreement(scores).itertuples():
+    for row in score_agreement(scores).dropna().itertuples():
         what = f"between {row.networks} networks" if row.networks else "of the averages"
         lines.append(f"  {row.score:<24} {what:<22} {row.spearman:+.3f}")
     return "\n".join(lines)
@@ -185,7 +185,7 @@ def connectivity_vs_accuracy(results: pd.DataFrame, barriers: pd.DataFrame, eps:
     imp = results[(results.stage == "imp") & (results.intervention == "none")]
     if imp.empty or fractions.empty:
         return pd.DataFrame()
-    level = int(imp.groupby(["seed", "pretraining", "rewind_iteration"]).level.max().min())
+    level = int(imp.groupby(["seed", "pretraining", "rewind_iteration"])["level"].max().min())
     at_level = imp[imp.level == level][
         ["seed", "pretraining", "rewind_iteration", "density", "test_accuracy"]
     ]
