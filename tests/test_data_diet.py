@@ -11,7 +11,14 @@ import ray
 import torch
 from raytools import ROOT, progress, trial_dirs
 
-from earlyphase.analysis.datadiet import averaged_scores, pair_barriers, score_agreement, subset_name_parts
+from earlyphase.analysis.datadiet import (
+    averaged_scores,
+    connectivity_vs_accuracy,
+    pair_barriers,
+    score_agreement,
+    subset_name_parts,
+)
+from earlyphase.analysis.report import write_report
 from earlyphase.connectivity import copy_data_seeds, error_barrier, train_copies
 from earlyphase.data import TrainData, load_split
 from earlyphase.errors import SpecError
@@ -192,12 +199,12 @@ def test_data_diet_smoke_scores_subsets_and_pretrains_on_them(local_ray, tmp_pat
     assert (forgetting == forgetting.round()).all() and forgetting.between(0, 4).all()  # 4 records
     assert all(len(progress(d)) == 1 for d in trial_dirs(experiment, "scores"))
     results = pd.read_csv(experiment / "results.csv")
-    chains = results[results.stage == "imp"].groupby(["pretraining", "rewind_iteration"]).level.apply(list)
+    chains = results[results.stage == "imp"].groupby(["pretraining", "rewind_iteration"])["level"].apply(list)
     assert chains.to_dict() == {
         ("none", 0): [1], ("none", 16): [1], ("subset_easy_el2n_640", 16): [1], ("subset_lmc_640", 16): [1],
     }  # fmt: skip
     # the easy subset the trial pretrained on is the one the averaged scores.csv names: rerun its dense run
-    averaged = {name: torch.as_tensor(v) for name, v in averaged_scores(scores).items()}
+    averaged = {name: torch.tensor(v) for name, v in averaged_scores(scores).items()}
     spec = PretrainingSpec.from_name("subset_easy_el2n_640", "16it")
     index = subset_indices(spec, averaged, labels, 10)
     assert (averaged["el2n"][index].max() <= averaged["el2n"].sort().values[640 + 64]).item()
@@ -237,3 +244,77 @@ def test_stability_smoke_paths_and_example_barriers(local_ray, tmp_path):
     )
     results = pd.read_csv(experiment / "results.csv")
     assert results.stage.unique().tolist() == ["dense"]
+
+
+def test_report_draws_the_data_diet_and_instability_figures(tmp_path):
+    pair = {
+        "experiment": "hand",
+        "pretraining": "none",
+        "pretraining_iterations": 0,
+        "level": 0,
+        "density": 1.0,
+    }
+    stability = pd.DataFrame(
+        [
+            {
+                **pair,
+                "seed": 0,
+                "rewind_iteration": k,
+                "alpha": a,
+                "test_error": e,
+                "train_error": e,
+                "test_loss": e,
+                "train_loss": e,
+            }  # fmt: skip
+            for k, errors in ((0, (0.1, 0.4, 0.1)), (100, (0.1, 0.12, 0.1)))
+            for a, e in zip((0.0, 0.5, 1.0), errors)
+        ]
+    )
+    barriers = pd.DataFrame(
+        [
+            {**pair, "seed": 0, "rewind_iteration": k, "example_index": i, "label": i % 2, "barrier": b}
+            for k, values in ((0, (0.5, 0.2, -0.1, 0.3)), (100, (0.0, -0.2, 0.1, 0.0)))
+            for i, b in enumerate(values)
+        ]
+    )
+    scores = pd.DataFrame(
+        [
+            {
+                "experiment": "hand",
+                "example_index": i,
+                "label": i % 2,
+                "score": "el2n",
+                "network": n,
+                "value": v,
+            }
+            for n in (0, 1)
+            for i, v in enumerate((0.1, 0.5, 0.9, 1.2))
+        ]
+    )
+    results = pd.DataFrame(
+        [
+            {
+                "trial_id": f"t{k}",
+                "stage": "imp",
+                "seed": 0,
+                "rewind_iteration": k,
+                "pretraining": "none",
+                "pretraining_iterations": 0,
+                "intervention": "none",
+                "level": 2,
+                "density": 0.64,
+                "test_accuracy": acc,
+            }  # fmt: skip
+            for k, acc in ((0, 0.8), (100, 0.9))
+        ]
+    )
+    for name, table in (("stability", stability), ("example_barriers", barriers), ("scores", scores)):
+        table.to_csv(tmp_path / f"{name}.csv", index=False)
+    written = write_report(results, None, tmp_path / "report", "hand", tmp_path)
+    names = [p.name for p in written]
+    assert names[-4:] == ["instability.png", "example_barriers.png", "connected_vs_accuracy.png", "report.md"]
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| none | 0 | 0 | 0 | 0.3 | 0 | 0.3 | 1 |" in report  # barrier 0.4 − 0.1 at k = 0
+    assert "| el2n | 2 | 1 |" in report  # two identical networks agree perfectly
+    scatter = connectivity_vs_accuracy(results, barriers)
+    assert scatter.set_index("rewind_iteration").fraction_connected.to_dict() == {0: 0.25, 100: 0.75}

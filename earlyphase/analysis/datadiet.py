@@ -35,7 +35,8 @@ def averaged_scores(scores: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def score_agreement(scores: pd.DataFrame) -> pd.DataFrame:
     """Per score: the networks that computed it and the mean Spearman rank correlation over pairs of
-    networks (NaN for one network); per pair of scores, the Spearman correlation of their averages (``networks`` = 0)."""
+    networks (NaN for one network); per pair of scores, the Spearman correlation of their averages
+    (``networks`` = 0)."""
     rows = []
     for name, table in scores.groupby("score", sort=False):
         wide = table.pivot(index="example_index", columns="network", values="value")

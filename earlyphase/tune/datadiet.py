@@ -99,7 +99,7 @@ def run_data_diet(diet: DataDietSpec, execution: Execution) -> Outcome:
     labels = load_split(run.data.dataset, True, execution.data_dir)[1]
     table = scores_table(grid, labels, execution.name)
     scores_path = write_table(execution, "scores.csv", table)
-    averaged = {name: torch.as_tensor(values) for name, values in averaged_scores(table).items()}
+    averaged = {name: torch.tensor(values) for name, values in averaged_scores(table).items()}
     classes = dataset_info(run.data.dataset).num_classes
     subset_refs = {
         p.to_json(): ray.put(subset_indices(p, averaged, labels, classes))
