@@ -351,9 +351,12 @@ class StabilitySpec(Spec):
         return self.sweep.datasets()
 
     def trials(self) -> list[StabilityTrial]:
-        """One per (IMP chain: seed, pretraining, k) and stability level."""
+        """One per (seed, pretraining, k) and stability level: every k without pretraining, k = P with it."""
+        every_k = sorted(set(self.sweep.rewind_iterations))
         return [
-            StabilityTrial(chain.seed, chain.rewind_iteration, level, chain.pretraining)
-            for chain in self.sweep.imp_trials()
+            StabilityTrial(seed, k, level, p.to_json())
+            for seed in self.sweep.seeds
+            for p in self.sweep.pretrainings()
+            for k in (every_k if p.mode == "none" else [self.sweep.pretraining_iterations(p)])
             for level in self.stability_levels
         ]

@@ -150,7 +150,8 @@ def instability_figure(curve: pd.DataFrame, path: str | Path) -> Path:
         label = f"{name}, " + ("dense" if level == 0 else f"level {level}")
         ax.errorbar(line.rewind_iteration, 100 * line.test_barrier, yerr=100 * line.test_barrier_std,
                     marker="o", capsize=2, label=label)  # fmt: skip
-    ax.set_xscale("symlog", linthresh=max(1, curve.rewind_iteration[curve.rewind_iteration > 0].min() or 1))
+    positive = curve.rewind_iteration[curve.rewind_iteration > 0]
+    ax.set_xscale("symlog", linthresh=max(1, positive.min()) if len(positive) else 1)
     ax.set_xlabel("rewind iteration k (copies trained from here)")
     ax.set_ylabel("test error barrier (percentage points)")
     ax.axhline(0, color="grey", linewidth=0.8)
