@@ -253,7 +253,7 @@ def test_smoke_sweep_runs_every_mode_and_supervised_is_rewinding_to_p(local_ray,
     assert rows.density["sparse_L1_rotation"] == pytest.approx(0.8, abs=1e-3)
     # chains: plain at k = 0 and 16, every pretrained one at k = P; the sparse one from level 2
     imp = table[table.stage == "imp"]
-    chains = imp.groupby(["pretraining", "rewind_iteration"]).level.apply(list).to_dict()
+    chains = imp.groupby(["pretraining", "rewind_iteration"])["level"].apply(list).to_dict()
     assert chains == {
         ("none", 0): [1, 2], ("none", 16): [1, 2],
         **{(name, P): [1, 2] for name in SMOKE_NAMES if name not in ("none", "sparse_L1_rotation")},
