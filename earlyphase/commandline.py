@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -144,12 +145,18 @@ def add_spec_arguments(parser: argparse.ArgumentParser, cls: type[Spec]) -> list
 
 def apply_flags(spec: Spec, args: argparse.Namespace, flags: list[SpecFlag]) -> Spec:
     """``spec`` with every field whose flag was given replaced; step lists resolved against the
-    resulting ``spec.run``. The fields of one nested spec change together (validated once), and a
-    flag of an optional nested spec that is ``None`` creates it from its defaults."""
-    given = [(f, getattr(args, f.dest)) for f in flags if getattr(args, f.dest) is not None]
-    spec = _replace_fields(spec, _tree([(f.path, v) for f, v in given if not f.steps]))
-    steps = [(f.path, tuple(spec.run.iterations(x) for x in v)) for f, v in given if f.steps]
-    return _replace_fields(spec, _tree(steps))
+    resulting run beside them. Each spec is rebuilt (and validated) once with all its new fields, so
+    fields valid only together (a pretraining mode and its length) can be given together.
+
+    A flag of an optional nested spec that is ``None`` creates it from its defaults."""
+    given = {f.path: getattr(args, f.dest) for f in flags if getattr(args, f.dest) is not None}
+    steps = {f.path for f in flags if f.steps and f.path in given}
+    for path in steps:  # against the run beside the field (``run``, or ``sweep.run`` in a wrapping spec)
+        run_path = (*path[:-1], "run")
+        run_changes = [(p[len(run_path) :], v) for p, v in given.items() if p[: len(run_path)] == run_path]
+        run = _replace_fields(functools.reduce(getattr, run_path, spec), _tree(run_changes))
+        given[path] = tuple(run.iterations(v) for v in given[path])
+    return _replace_fields(spec, _tree(list(given.items())))
 
 
 def _tree(changes: list[tuple[tuple[str, ...], Any]]) -> dict:

@@ -28,6 +28,9 @@ from earlyphase.specs import RunSpec
 from earlyphase.training import State, loss_accuracy
 
 BN_MODES = ("interpolate", "reestimate")
+# The two copies of a run with seed s see the data orders of seeds s + these: independent of every
+# run's own order (s), of the pretraining draws (s + 2,000,000) and of each other.
+COPY_DATA_SEED_OFFSETS = (3_000_000, 4_000_000)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -179,6 +182,11 @@ def fraction_connected(barriers: torch.Tensor, eps: float = 0.0) -> float:
     if barriers.numel() == 0:
         raise SpecError("no per-example barriers")
     return (barriers <= eps).float().mean().item()
+
+
+def copy_data_seeds(seed: int) -> tuple[int, int]:
+    """The data seeds of the two copies trained from a state of the run with ``seed``."""
+    return tuple(seed + offset for offset in COPY_DATA_SEED_OFFSETS)
 
 
 def train_copies(

@@ -114,14 +114,20 @@ class IMP:
         return Mask.dense(model, self.spec.pruning.layers_to_ignore).to(self.device)
 
     def dense(
-        self, rewind_iterations: Iterable[int], pretraining_mask: Mask | None = None, **train_options
+        self,
+        rewind_iterations: Iterable[int],
+        pretraining_mask: Mask | None = None,
+        pretraining_subset: torch.Tensor | None = None,
+        **train_options,
     ) -> DenseRun:
         """Train the dense network from its seeded initialisation, keeping the full state at each k.
 
         With a pretraining mode the first P iterations are :func:`~earlyphase.pretraining.pretrain`
         and the run continues from P on the real task (see :meth:`pretrained_dense`)."""
         if self.spec.pretraining.mode != "none":
-            return self.pretrained_dense(rewind_iterations, pretraining_mask, **train_options)
+            return self.pretrained_dense(
+                rewind_iterations, pretraining_mask, pretraining_subset, **train_options
+            )
         if pretraining_mask is not None:
             raise SpecError("a pretraining mask needs sparse pretraining")
         rewind_iterations = sorted({0, *rewind_iterations})
@@ -133,7 +139,11 @@ class IMP:
         return DenseRun(**vars(self._level_run(0, mask, result, start=0)))
 
     def pretrained_dense(
-        self, rewind_iterations: Iterable[int], pretraining_mask: Mask | None = None, **train_options
+        self,
+        rewind_iterations: Iterable[int],
+        pretraining_mask: Mask | None = None,
+        pretraining_subset: torch.Tensor | None = None,
+        **train_options,
     ) -> DenseRun:
         """Pretrain for P iterations, then train P → end on the real data and labels with the
         schedule positioned at P, continuing the pretraining optimiser unless the spec resets it.
@@ -141,7 +151,8 @@ class IMP:
         The rewind states are the 10-way network's initial state (0), the state at P (where IMP
         levels of a pretrained run rewind to) and the states at any requested k > P; the final state
         is the mask source. With sparse pretraining ``pretraining_mask`` (the mask of level
-        ``sparse_level``) applies throughout and the returned run is that level, not level 0."""
+        ``sparse_level``) applies throughout and the returned run is that level, not level 0.
+        ``pretraining_subset``: the training indices of a scored subset pretraining."""
         length = check_pretraining(self.spec)
         later = sorted({length, *(k for k in rewind_iterations if k != 0)})
         for k in later:
@@ -152,7 +163,7 @@ class IMP:
                 )
         initial = self.new_model()
         sparse = None if pretraining_mask is None else pretraining_mask.to(self.device)
-        pretrained = pretrain(self.spec, self.seed, self.data, sparse, **train_options)
+        pretrained = pretrain(self.spec, self.seed, self.data, sparse, pretraining_subset, **train_options)
         model = self.new_model()
         model.load_state_dict(pretrained.state)
         result = train(

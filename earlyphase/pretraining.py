@@ -9,7 +9,9 @@ and labels with the schedule positioned at P, exactly like a run rewound to k = 
 - ``rotation``: each image rotated by a multiple of 90°, the rotation is the 4-way label; the
   output layer is then replaced by the 10-way network's freshly initialised one;
 - ``blur``: each image down-sampled by b and up-sampled back, bilinear;
-- ``subset``: only a class-balanced random subset of n training examples.
+- ``subset``: only a class-balanced subset of n training examples, random or (docs/experiments.md B)
+  the easiest / hardest by an example score or those of lowest per-example barrier; the indices of
+  a scored subset come from the caller (:func:`earlyphase.scores.scored_subset`).
 
 With ``sparse_level`` L > 0 the IMP subnetwork of level L (its mask, supplied by the caller) is
 pretrained and trained on, the mask applied throughout. The modified training sets are drawn once
@@ -135,25 +137,32 @@ def check_pretraining(run: RunSpec) -> int:
         )
     if spec.mode == "subset":
         train_size = run.data.train_examples
-        if spec.subset_size > train_size:
+        if spec.subset_size + spec.subset_offset > train_size:
             raise SpecError(
-                f"subset of {spec.subset_size} is larger than {info.name}'s {train_size} training examples"
+                f"subset of {spec.subset_size} (offset {spec.subset_offset}) is larger than "
+                f"{info.name}'s {train_size} training examples"
             )
-        if spec.subset_size % info.num_classes:
-            raise SpecError(
-                f"subset size {spec.subset_size} is not divisible by {info.name}'s {info.num_classes} classes"
-            )
+        for what, value in (("size", spec.subset_size), ("offset", spec.subset_offset)):
+            if value % info.num_classes:
+                raise SpecError(
+                    f"subset {what} {value} is not divisible by {info.name}'s {info.num_classes} classes"
+                )
     return length
 
 
-def pretraining_data(data: TrainData, spec: PretrainingSpec, seed: int) -> TrainData:
+def pretraining_data(
+    data: TrainData, spec: PretrainingSpec, seed: int, subset: torch.Tensor | None = None
+) -> TrainData:
     """The training data the mode pretrains on, as a view of ``data`` (same batching, on the device).
+    ``subset``: the training indices of a scored subset (easy, hard, lmc), exactly for those.
 
     Its test set carries the pretraining task where the mode changes the inputs or the task (blurred
     images; rotated images with rotation labels), so the logged test metrics measure that task.
     Rotation turns augmentation off: a horizontal flip after a 90° rotation equals a 270° rotation
     of the flipped image, which would make rotation labels 1 and 3 indistinguishable."""
     task_seed = seed + PRETRAINING_SEED_OFFSET
+    if (subset is not None) != spec.scored_subset:
+        raise SpecError(f"pretraining {spec.name}: the indices of a subset come exactly with scored subsets")
     if spec.mode == "supervised":
         return data
     if spec.mode == "random_labels":
@@ -166,8 +175,9 @@ def pretraining_data(data: TrainData, spec: PretrainingSpec, seed: int) -> Train
         test = (blur(data.test_x, spec.blur_factor), data.test_y)
         return data.view(blur(data.train_x, spec.blur_factor), data.train_y, test=test)
     if spec.mode == "subset":
-        index = balanced_subset(data.train_y, spec.subset_size, data.info.num_classes, task_seed)
-        index = index.to(data.device)
+        if subset is None:
+            subset = balanced_subset(data.train_y, spec.subset_size, data.info.num_classes, task_seed)
+        index = subset.to(data.device)
         return data.view(data.train_x[index], data.train_y[index])
     raise SpecError(f"pretraining mode {spec.mode!r} has no training data")
 
@@ -187,11 +197,17 @@ class Pretrained:
 
 
 def pretrain(
-    run: RunSpec, seed: int, data: TrainData, mask: Mask | None = None, **train_options
+    run: RunSpec,
+    seed: int,
+    data: TrainData,
+    mask: Mask | None = None,
+    subset: torch.Tensor | None = None,
+    **train_options,
 ) -> Pretrained:
     """Pretrain the seed's initialisation for P iterations on the mode's task, with the run's SGD
     settings and lr schedule for iterations 0..P; ``mask`` (the level's, exactly when the spec asks
-    for sparse pretraining) is applied, except to rotation's temporary 4-way output layer.
+    for sparse pretraining) is applied, except to rotation's temporary 4-way output layer; ``subset``
+    holds the training indices of a scored subset (:func:`pretraining_data`).
 
     The network has ``output_classes`` outputs; every other tensor starts as the 10-way network's
     initialisation. After rotation the output layer is replaced (:func:`replace_output_layer`) and
@@ -214,7 +230,12 @@ def pretrain(
     if forward is not None:
         train_options["on_log"] = lambda row: forward({**row, "pretraining_phase": 1.0})
     result = train(
-        model, pretraining_data(data, spec, seed), run.training, end=length, mask=mask, **train_options
+        model,
+        pretraining_data(data, spec, seed, subset),
+        run.training,
+        end=length,
+        mask=mask,
+        **train_options,
     )
     state, momentum = result.state, result.optimizer_state
     if spec.mode == "rotation":

@@ -13,6 +13,13 @@ level). ``validation_*`` are on the held-out validation split (what the search s
 ``study_trial`` is the Optuna trial number; ``stopped_early``: ASHA stopped the trial, or the chain
 fell below dense - tolerance before the target density; ``matched``: the chain reached the target
 density matching dense at every level. Then one column per sampled parameter, ``param_<name>``.
+
+Data diet and instability (docs/experiments.md B): ``scores.csv`` has one row per (score network,
+score, training example); ``network`` is the score network's number 0..K-1 and the averaged score
+is the mean over networks (``barrier``: the per-example midpoint loss barrier, from the networks
+that computed it). ``stability.csv`` has one row per (copy pair, α) along the line between the two
+copies trained from the state at k (``level`` 0: dense, else that IMP level's subnetwork);
+``example_barriers.csv`` one row per (copy pair, training example).
 """
 
 RESULT_COLUMNS = (
@@ -39,3 +46,9 @@ SEARCH_COLUMNS = (
     *RESULT_COLUMNS, "validation_accuracy", "validation_loss", "study_trial", "stopped_early", "matched",
 )  # fmt: skip
 PARAMETER_PREFIX = "param_"
+SCORE_COLUMNS = ("experiment", "example_index", "label", "score", "network", "value")
+PAIR_COLUMNS = (
+    "experiment", "seed", "pretraining", "pretraining_iterations", "rewind_iteration", "level", "density",
+)  # fmt: skip
+STABILITY_COLUMNS = (*PAIR_COLUMNS, "alpha", "test_error", "train_error", "test_loss", "train_loss")
+EXAMPLE_BARRIER_COLUMNS = (*PAIR_COLUMNS, "example_index", "label", "barrier")

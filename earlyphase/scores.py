@@ -25,8 +25,8 @@ from torch.func import functional_call, grad, vmap
 from earlyphase.data import TrainData
 from earlyphase.errors import SpecError
 from earlyphase.models import build_model
-from earlyphase.specs import RunSpec, ScoreSpec
-from earlyphase.training import train, training_device
+from earlyphase.specs import PretrainingSpec, RunSpec, ScoreSpec
+from earlyphase.training import State, train, training_device
 
 # Score network i uses seed SCORE_SEED_OFFSET + i: independent of the (small) seeds of the runs.
 SCORE_SEED_OFFSET = 2_000_000
@@ -121,7 +121,18 @@ def score_network(
     device: torch.device | str | None = None,
     data_dir: str | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Train one score network for ``score_steps`` and score every training example: name → (N,) CPU.
+    """Train one score network for ``score_steps`` and score every training example: name → (N,) CPU."""
+    return scored_network(run_spec, seed, score_spec, device, data_dir)[0]
+
+
+def scored_network(
+    run_spec: RunSpec,
+    seed: int,
+    score_spec: ScoreSpec,
+    device: torch.device | str | None = None,
+    data_dir: str | None = None,
+) -> tuple[dict[str, torch.Tensor], State]:
+    """:func:`score_network` and the network's full state at ``score_steps`` (e.g. to start copies from).
 
     For forgetting, the correctness of the whole un-augmented train set is recorded (eval mode)
     after every ``forgetting_every`` iterations of training and at the end."""
@@ -138,7 +149,7 @@ def score_network(
 
     forgetting = "forgetting" in score_spec.scores
     training = run_spec.training.replace(eval_every=score_spec.score_steps)  # test only at the end
-    train(model, data, training, end=end, step_hook=record if forgetting else None)
+    result = train(model, data, training, end=end, step_hook=record if forgetting else None)
     scores = {}
     for name in score_spec.scores:
         if name == "forgetting":
@@ -147,7 +158,7 @@ def score_network(
         else:
             score = el2n if name == "el2n" else grand
             scores[name] = torch.cat([score(model, x, y) for x, y in data.eval_batches("train")])
-    return {name: value.cpu() for name, value in scores.items()}
+    return {name: value.cpu() for name, value in scores.items()}, result.state
 
 
 def average_scores(per_network: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -225,3 +236,20 @@ def lowest_barrier_subset(
     """The ``n`` examples with the lowest per-example loss barrier
     (:func:`earlyphase.connectivity.example_barriers`), optionally class-balanced."""
     return scored_subset(barriers, n, "easy", offset, labels, num_classes)
+
+
+def subset_indices(
+    spec: PretrainingSpec, scores: dict[str, torch.Tensor], labels: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """The class-balanced training indices a scored subset pretraining (easy, hard or lmc) names, from
+    averaged ``scores`` (``barrier``: per-example barriers, for lmc)."""
+    if not spec.scored_subset:
+        raise SpecError(f"pretraining {spec.name} is not chosen by scores")
+    name = "barrier" if spec.subset_kind == "lmc" else spec.subset_score
+    if name not in scores:
+        raise SpecError(f"subset {spec.name} needs the {name} scores, which were not computed")
+    if spec.subset_kind == "lmc":
+        return lowest_barrier_subset(scores[name], spec.subset_size, spec.subset_offset, labels, num_classes)
+    return scored_subset(
+        scores[name], spec.subset_size, spec.subset_kind, spec.subset_offset, labels, num_classes
+    )

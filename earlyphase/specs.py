@@ -255,6 +255,11 @@ class PruningSpec(Spec):
 
 PRETRAINING_MODES = ("none", "supervised", "random_labels", "rotation", "blur", "subset")
 _MODE_PARAMETERS = {"random_labels": "label_fraction", "blur": "blur_factor", "subset": "subset_size"}
+SCORES = ("el2n", "grand", "forgetting")
+# How a subset is chosen (docs/experiments.md B): random class-balanced, the easiest or hardest by an
+# example score, or the lowest per-example linear-mode-connectivity barrier (the last three need scores).
+SUBSET_KINDS = ("random", "easy", "hard", "lmc")
+_SUBSET_NAME_RE = re.compile(r"^subset_(?:(random|lmc)_|(easy|hard)_([a-z0-9]+)_)?(\d+)(?:_o(\d+))?$")
 _SPARSE_NAME_RE = re.compile(r"^sparse_L([1-9]\d*)(?:_k(\d+))?_")
 _RESET_SUFFIX = "_reset_optimizer"
 
@@ -279,6 +284,15 @@ class PretrainingSpec(Spec):
     )
     subset_size: int = option(  # a multiple of 10 classes
         1000, "subset: class-balanced training examples used", flag="pretraining-subset-size"
+    )
+    subset_kind: str = option(
+        "random", f"subset: how it is chosen, {', '.join(SUBSET_KINDS)}", flag="pretraining-subset-kind"
+    )
+    subset_score: str = option(
+        "el2n", f"subset easy/hard: the example score, {', '.join(SCORES)}", flag="pretraining-subset-score"
+    )
+    subset_offset: int = option(
+        0, "subset easy/hard/lmc: examples skipped from that end first", flag="pretraining-subset-offset"
     )
     sparse_level: int = option(
         0, "pretrain the IMP subnetwork of this level (0: dense)", flag="pretraining-sparse-level"
@@ -310,6 +324,16 @@ class PretrainingSpec(Spec):
             raise SpecError(f"blur factor must be >= 1, got {self.blur_factor}")
         if self.subset_size < 1:
             raise SpecError(f"subset size must be >= 1, got {self.subset_size}")
+        if self.subset_kind not in SUBSET_KINDS:
+            raise SpecError(
+                f"unknown subset kind {self.subset_kind!r}; choose one of {', '.join(SUBSET_KINDS)}"
+            )
+        if self.subset_score not in SCORES:
+            raise SpecError(f"unknown score {self.subset_score!r}; choose one of {', '.join(SCORES)}")
+        if self.subset_offset < 0 or (self.subset_offset and self.subset_kind == "random"):
+            raise SpecError(
+                f"a subset offset must be >= 0 and needs a scored subset, got {self.subset_offset}"
+            )
         if self.sparse_level < 0 or self.sparse_rewind_iteration < 0:
             raise SpecError(
                 f"sparse pretraining level and rewind iteration must be >= 0, "
@@ -325,16 +349,30 @@ class PretrainingSpec(Spec):
             return {"mode": "none"}
         names = ["mode", "iterations", "reset_optimizer"]
         names += [_MODE_PARAMETERS[self.mode]] if self.mode in _MODE_PARAMETERS else []
+        if self.scored_subset:  # a random subset keys as before subset kinds existed
+            names += ["subset_kind", "subset_offset"] + (
+                ["subset_score"] if self.subset_kind != "lmc" else []
+            )
         names += ["sparse_level", "sparse_rewind_iteration"] if self.sparse_level else []
         return {name: getattr(self, name) for name in names}
 
     @property
+    def scored_subset(self) -> bool:
+        """A subset chosen by example scores or barriers (easy, hard, lmc): it needs the scores stage."""
+        return self.mode == "subset" and self.subset_kind != "random"
+
+    @property
     def name(self) -> str:
-        """The canonical name in results: ``none``, ``random_labels_1.0``, ``blur_4``, ``subset_1000``,
+        """The canonical name in results: ``none``, ``random_labels_1.0``, ``blur_4``, ``subset_random_1000``,
+        ``subset_easy_el2n_1000``, ``subset_lmc_1000`` (``_o500`` appended for an offset),
         with sparse pretraining ``sparse_L3_rotation`` (chain k = 0) or ``sparse_L3_k500_rotation``,
         and ``_reset_optimizer`` appended when the optimiser restarts after pretraining."""
         name = self.mode
-        if self.mode in _MODE_PARAMETERS:
+        if self.mode == "subset":
+            score = f"_{self.subset_score}" if self.subset_kind in ("easy", "hard") else ""
+            offset = f"_o{self.subset_offset}" if self.subset_offset else ""
+            name += f"_{self.subset_kind}{score}_{self.subset_size}{offset}"
+        elif self.mode in _MODE_PARAMETERS:
             name += f"_{getattr(self, _MODE_PARAMETERS[self.mode])}"
         if self.sparse_level:
             chain = f"_k{self.sparse_rewind_iteration}" if self.sparse_rewind_iteration else ""
@@ -344,7 +382,8 @@ class PretrainingSpec(Spec):
     @classmethod
     def from_name(cls, name: str, iterations: str = "0it") -> PretrainingSpec:
         """The spec a canonical :attr:`name` denotes, pretraining for ``iterations``; a mode without
-        its parameter (``blur``, ``random_labels``, ``subset``) takes the parameter's default."""
+        its parameter (``blur``, ``random_labels``, ``subset``) takes the parameter's default;
+        ``subset_1000`` is ``subset_random_1000``."""
         reset = name.endswith(_RESET_SUFFIX)
         text = name.removesuffix(_RESET_SUFFIX)
         sparse = _SPARSE_NAME_RE.match(text)
@@ -353,6 +392,12 @@ class PretrainingSpec(Spec):
             fields["sparse_level"] = int(sparse.group(1))
             fields["sparse_rewind_iteration"] = int(sparse.group(2) or 0)
             text = text[sparse.end() :]
+        subset = _SUBSET_NAME_RE.match(text)
+        if subset:
+            kind, scored, score, size, offset = subset.groups()
+            fields.update(subset_kind=kind or scored or "random", subset_size=int(size))
+            fields.update(subset_offset=int(offset or 0), **({"subset_score": score} if score else {}))
+            return cls(mode="subset", iterations=iterations, **fields)
         mode = next((m for m in PRETRAINING_MODES if text == m or text.startswith(f"{m}_")), None)
         parameter = _MODE_PARAMETERS.get(mode)
         if mode is None or (text != mode and parameter is None):
@@ -434,9 +479,6 @@ class TelemetrySpec(Spec):
             )
         if self.split_level < 0:
             raise SpecError(f"telemetry split level must be >= 0, got {self.split_level}")
-
-
-SCORES = ("el2n", "grand", "forgetting")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from earlyphase.connectivity import BN_MODES
 from earlyphase.errors import SpecError
 from earlyphase.interventions import BASELINES, get_intervention
 from earlyphase.pretraining import check_pretraining
@@ -21,6 +22,7 @@ from earlyphase.specs import (
     DynamicsSpec,
     PretrainingSpec,
     RunSpec,
+    ScoreSpec,
     Spec,
     TelemetrySpec,
     option,
@@ -147,6 +149,10 @@ class SweepSpec(Spec):
             raise SpecError(f"pretraining lengths {list(self.pretraining_lengths)} name an iteration twice")
         specs = self.pretrainings()
         for spec in specs:
+            if spec.scored_subset and not self.scores_subsets:
+                raise SpecError(
+                    f"pretraining {spec.name} is chosen by example scores: run it with sweeps/data_diet.py"
+                )
             if specs.count(spec) > 1:
                 raise SpecError(f"pretraining {spec.name} is listed twice in the modes")
             check_pretraining(self.run.replace(pretraining=spec))
@@ -156,6 +162,11 @@ class SweepSpec(Spec):
                     f"sparse pretraining {spec.name} needs the mask of level {level} of IMP rewound to "
                     f"k={k}: pretraining none, k among the rewind iterations and levels >= {level}"
                 )
+
+    @property
+    def scores_subsets(self) -> bool:
+        """Whether its runner computes example scores, so subsets may be chosen by them."""
+        return False
 
     def _has_plain_chain(self, level: int, rewind_iteration: int) -> bool:
         """Whether the sweep runs IMP without pretraining, rewound to ``rewind_iteration``, to ``level``."""
@@ -244,6 +255,24 @@ class DynamicsTrial:
     trained_layers: str
     width: int | None = None  # dynamics: the hidden width m (kernel: every width of the sweep)
     lr: float | None = None  # dynamics: the learning rate (None: the task's default)
+
+
+@dataclass(frozen=True)
+class ScoredSweepSpec(SweepSpec):
+    """An IMP sweep whose subset pretrainings may be chosen by example scores (inside a data diet)."""
+
+    @property
+    def scores_subsets(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class ScoreTrial:
+    """One score network of the scores stage; with ``barriers`` it also scores per-example barriers."""
+
+    seed: int
+    barriers: bool = False
+    stage: str = "scores"
 
     def to_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -512,3 +541,114 @@ class EarliestKSearchSpec(SearchSpec):
         while density > self.target_density * (1 + 1e-9):  # 0.8 ** 2 is 0.6400000000000001
             level, density = level + 1, density * (1 - self.run.pruning.fraction)
         return level
+
+
+@dataclass(frozen=True)
+class DataDietSpec(Spec):
+    """Lottery tickets on a data diet (docs/experiments.md B): K score networks, then IMP after pretraining
+    on subsets chosen by their scores (``--modes subset_easy_el2n_1000,subset_lmc_1000,...``), beside
+    plain IMP rewound to the ``--rewind-iterations`` (0, P, 2P)."""
+
+    sweep: ScoredSweepSpec
+    scoring: ScoreSpec = field(default_factory=ScoreSpec)
+    barrier_networks: int = option(
+        1, "score networks that also give per-example barriers for lmc subsets (copies to the run's end)"
+    )
+
+    def validate(self) -> None:
+        needed = {p.subset_score for p in self.sweep.pretrainings() if p.subset_kind in ("easy", "hard")}
+        missing = sorted(needed - set(self.scoring.scores))
+        if missing:
+            raise SpecError(f"subsets by {', '.join(missing)} need it among --scores")
+        if not 1 <= self.barrier_networks <= self.scoring.score_networks:
+            raise SpecError(
+                f"barrier_networks must lie in 1..{self.scoring.score_networks} (the score networks), "
+                f"got {self.barrier_networks}"
+            )
+        self.sweep.run.check_rewind(self.sweep.run.iterations(self.scoring.score_steps))
+
+    @property
+    def lmc_subsets(self) -> bool:
+        return any(p.subset_kind == "lmc" for p in self.sweep.pretrainings())
+
+    def datasets(self) -> tuple[str, ...]:
+        return self.sweep.datasets()
+
+    def score_trials(self) -> list[ScoreTrial]:
+        from earlyphase.scores import score_seeds
+
+        barriers = self.barrier_networks if self.lmc_subsets else 0
+        return [ScoreTrial(seed, i < barriers) for i, seed in enumerate(score_seeds(self.scoring))]
+
+
+@dataclass(frozen=True)
+class StabilityTrial:
+    """Two copies from the state at k of (seed, pretraining), dense (level 0) or that level's subnetwork."""
+
+    seed: int
+    rewind_iteration: int
+    level: int
+    pretraining: str = NO_PRETRAINING
+    stage: str = "stability"
+
+    @property
+    def pretraining_spec(self) -> PretrainingSpec:
+        return PretrainingSpec.from_json(self.pretraining)
+
+    def to_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class StabilitySpec(Spec):
+    """Instability analysis (docs/experiments.md B): the IMP sweep, then from the state at each k of each
+    chain, dense or a chosen level's subnetwork, two copies trained with different data orders, the
+    error along the line between them and the per-example midpoint barriers."""
+
+    sweep: SweepSpec
+    stability_levels: tuple[int, ...] = option(
+        (0,), "levels whose copies are compared (0: the dense network)"
+    )
+    alpha_points: int = option(30, "α grid between the copies, ends included")
+    interpolation_bn: str = option(
+        "interpolate", f"BatchNorm statistics along the path: {', '.join(BN_MODES)}"
+    )
+    bn_batches: int = option(20, "training batches that re-estimate BatchNorm statistics")
+    barrier_threshold: float = option(
+        0.02, "copies are linearly connected when the test error barrier is below"
+    )
+    barrier_train_examples: int = option(10_000, "training examples evaluated along the path (0: all)")
+    example_eps: float = option(0.0, "an example is connected when its midpoint loss barrier is <= this")
+
+    def validate(self) -> None:
+        if not self.stability_levels or len(set(self.stability_levels)) != len(self.stability_levels):
+            raise SpecError(
+                f"stability levels must be distinct and non-empty, got {list(self.stability_levels)}"
+            )
+        bad = [lv for lv in self.stability_levels if not 0 <= lv <= self.sweep.levels]
+        if bad:
+            raise SpecError(f"stability levels {bad} are outside 0..{self.sweep.levels} (--levels)")
+        if self.alpha_points < 2:
+            raise SpecError(f"the α grid needs at least 2 points, got {self.alpha_points}")
+        if self.interpolation_bn not in BN_MODES:
+            raise SpecError(
+                f"unknown BatchNorm handling {self.interpolation_bn!r}; choose one of {', '.join(BN_MODES)}"
+            )
+        if self.bn_batches < 1 or self.barrier_train_examples < 0 or self.barrier_threshold < 0:
+            raise SpecError("bn_batches must be >= 1; barrier_train_examples and barrier_threshold >= 0")
+        if any(p.sparse_level for p in self.sweep.pretrainings()):
+            raise SpecError("stability sweeps take no sparse pretraining")
+
+    def datasets(self) -> tuple[str, ...]:
+        return self.sweep.datasets()
+
+    def trials(self) -> list[StabilityTrial]:
+        """One per (seed, pretraining, k) and stability level: every k without pretraining, k = P with it."""
+        every_k = sorted(set(self.sweep.rewind_iterations))
+        return [
+            StabilityTrial(seed, k, level, p.to_json())
+            for seed in self.sweep.seeds
+            for p in self.sweep.pretrainings()
+            for k in (every_k if p.mode == "none" else [self.sweep.pretraining_iterations(p)])
+            for level in self.stability_levels
+        ]

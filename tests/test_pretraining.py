@@ -254,8 +254,8 @@ def test_names_and_canonical_keys():
         PretrainingSpec("random_labels", "500it", label_fraction=0.5).name: "random_labels_0.5",
         PretrainingSpec("rotation", "2ep").name: "rotation",
         PretrainingSpec("blur", "500it").name: "blur_4",
-        PretrainingSpec("subset", "500it").name: "subset_1000",
-        PretrainingSpec("subset", "500it", subset_size=1024).name: "subset_1024",
+        PretrainingSpec("subset", "500it").name: "subset_random_1000",
+        PretrainingSpec("subset", "500it", subset_size=1024).name: "subset_random_1024",
         PretrainingSpec("blur", "500it", blur_factor=2, sparse_level=3, sparse_rewind_iteration=500).name: (
             "sparse_L3_k500_blur_2"
         ),

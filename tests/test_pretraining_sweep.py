@@ -24,7 +24,7 @@ from earlyphase.tune.progress import StageProgress
 SMOKE_RUN = get_run("smoke_synthetic")  # 2 epochs of 64 iterations
 P = 16
 SMOKE_NAMES = {  # canonical name → P of the smoke preset
-    "none": 0, "supervised": P, "random_labels_1.0": P, "rotation": P, "blur_4": P, "subset_640": P,
+    "none": 0, "supervised": P, "random_labels_1.0": P, "rotation": P, "blur_4": P, "subset_random_640": P,
     "sparse_L1_rotation": P,
 }  # fmt: skip
 

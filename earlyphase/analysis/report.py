@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from earlyphase.analysis import figures
+from earlyphase.analysis.datadiet import data_diet_section
 from earlyphase.analysis.dynamics_report import write_dynamics_report
 from earlyphase.analysis.dynamics_tables import DynamicsTables, load_dynamics
 from earlyphase.analysis.pretraining import pretraining_section
@@ -79,16 +80,19 @@ def write_report(
     tolerance: float | None = None,
     dynamics: DynamicsTables | None = None,
     study=None,
+    experiment_dir: Path | None = None,
 ) -> list[Path]:
     """Write the figures that apply and report.md into ``out``; return the paths written.
     ``tolerance`` (accuracy, not percent) is that of "matches dense" (default: one std of dense).
     The pretraining section has every pretraining's rows; the other sections those without. A
     linear dynamics experiment (``dynamics``, no results) has a report of its own; a search's
-    Optuna ``study`` adds its own figures."""
+    Optuna ``study`` adds its own figures; the data-diet section reads the experiment's scores and
+    stability tables, where it has them."""
     if results is None:
         return write_dynamics_report(dynamics, out, title)
     out.mkdir(parents=True, exist_ok=True)
     pretraining = pretraining_section(results, out)
+    diet = data_diet_section(results, experiment_dir, out)
     results = results[results.pretraining == "none"]
     curves = imp_curves(results)
     matches = matching_table(curves, tolerance)
@@ -111,8 +115,8 @@ def write_report(
     for heading, table, figure in sections:
         text += [f"## {heading}", "", f"![{heading}]({figure.name})", ""]
         text += ["Test accuracy (%), mean ± std over seeds:", "", markdown_table(table), ""]
-    written += pretraining.paths
-    text += pretraining.text
+    written += pretraining.paths + diet.paths
+    text += pretraining.text + diet.text
     if telemetry is not None:
         written.append(figures.telemetry_figure(telemetry_curves(telemetry), out / "telemetry.png"))
         seeds = telemetry.seed.nunique()
@@ -144,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.experiment_dir / "report"
     tolerance = None if args.tolerance is None else args.tolerance / 100
     title = args.experiment_dir.resolve().name
-    for path in write_report(results, telemetry, out, title, tolerance, dynamics, study):
+    written = write_report(results, telemetry, out, title, tolerance, dynamics, study, args.experiment_dir)
+    for path in written:
         print(f"wrote {path}")
     return 0

@@ -68,26 +68,38 @@ class Outcome:
     tables: tuple[str, ...]
 
 
-def run_sweep(sweep: SweepSpec, execution: Execution) -> Outcome:
-    """Run (or finish) every stage of an IMP sweep; write results.csv (and telemetry.csv).
+@dataclass
+class ImpStages:
+    """What the IMP stages leave for later stages: each results stage's ResultGrids, and the object
+    store refs of the dense runs' states by (seed, pretraining) and of the masks by (seed,
+    pretraining, k, level)."""
+
+    grids: dict[str, list]
+    dense_refs: dict
+    mask_refs: dict
+
+
+def run_imp_stages(
+    sweep: SweepSpec, execution: Execution, subset_refs: dict | None = None, share_masks: bool = False
+) -> ImpStages:
+    """Run (or finish) the dense, IMP and branch stages of an IMP sweep.
 
     Dense runs and IMP chains run in two rounds: first without pretraining and with dense
     pretraining, then (stages ``sparse_dense``, ``sparse_imp``) the sparse pretrainings, which
-    pretrain a level's mask from a chain of the first round."""
+    pretrain a level's mask from a chain of the first round. ``subset_refs`` (pretraining JSON → ref
+    of its training indices) are the scored subsets; ``share_masks`` keeps every chain's masks."""
     base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
-    tables: list[str] = []
-    grids: dict[str, list] = {}  # results stage → the ResultGrids of its Tune experiments
-    dense_refs: dict = {}
-    mask_refs: dict = {}
+    stages = ImpStages({}, {}, {})
+    grids, dense_refs, mask_refs = stages.grids, stages.dense_refs, stages.mask_refs
     branches = sweep.branch_trials()
     split = sweep.telemetry is not None and sweep.telemetry.split_level > 0
-    dense_trials, chains = sweep.dense_trials(), sweep.imp_trials()
-    need_masks = bool(branches) or split or any(t.start_level for t in dense_trials)
+    dense_trials, chains = sweep.dense_trials(), sweep.imp_trials() if sweep.levels else []
+    need_masks = share_masks or bool(branches) or split or any(t.start_level for t in dense_trials)
     for prefix, sparse in (("", False), ("sparse_", True)):
         round_dense = [t for t in dense_trials if bool(t.start_level) == sparse]
         if not round_dense:
             continue
-        dense = tune.with_parameters(dense_trial, mask_refs=mask_refs)
+        dense = tune.with_parameters(dense_trial, mask_refs=mask_refs, subset_refs=subset_refs or {})
         grid = run_stage(prefix + "dense", dense, round_dense, base, execution)
         grids.setdefault("dense", []).append(grid)
         dense_refs.update(_share_dense(grid))
@@ -102,19 +114,33 @@ def run_sweep(sweep: SweepSpec, execution: Execution) -> Outcome:
     if branches:
         branch = tune.with_parameters(branch_trial, dense_refs=dense_refs, mask_refs=mask_refs)
         grids["branch"] = [run_stage("branch", branch, branches, base, execution)]
-    if sweep.telemetry:
-        observe = tune.with_parameters(telemetry_trial, mask_refs=mask_refs)
-        config = {**base, "telemetry": sweep.telemetry.to_json()}
-        observed = run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
-        telemetry = telemetry_table(observed, sweep, execution.name)
-        tables.append(write_table(execution, "telemetry.csv", telemetry))
+    return stages
+
+
+def imp_results(grids: dict[str, list], sweep: SweepSpec, execution: Execution) -> tuple[str, str]:
+    """Write results.csv from the IMP stages' grids; return its path and the accuracy summary."""
     table = results_table(grids, sweep, execution.name)
-    tables.insert(0, write_table(execution, "results.csv", table))
+    path = write_table(execution, "results.csv", table)
     plain = table[table.pretraining == "none"]
     summary = [accuracy_summary(plain)] if len(plain) else []
     if (table.pretraining != "none").any():
         summary.append(pretraining_summary(table))
-    return Outcome("\n\n".join(summary), tuple(tables))
+    return path, "\n\n".join(summary)
+
+
+def run_sweep(sweep: SweepSpec, execution: Execution) -> Outcome:
+    """Run (or finish) every stage of an IMP sweep; write results.csv (and telemetry.csv)."""
+    stages = run_imp_stages(sweep, execution)
+    tables: list[str] = []
+    if sweep.telemetry:
+        base = {"spec": sweep.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
+        observe = tune.with_parameters(telemetry_trial, mask_refs=stages.mask_refs)
+        config = {**base, "telemetry": sweep.telemetry.to_json()}
+        observed = run_stage("telemetry", observe, sweep.telemetry_trials(), config, execution)
+        telemetry = telemetry_table(observed, sweep, execution.name)
+        tables.append(write_table(execution, "telemetry.csv", telemetry))
+    path, summary = imp_results(stages.grids, sweep, execution)
+    return Outcome(summary, (path, *tables))
 
 
 def write_table(execution: Execution, name: str, table: pd.DataFrame) -> str:

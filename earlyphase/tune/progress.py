@@ -47,9 +47,11 @@ class StageProgress(tune.Callback):
 
     @staticmethod
     def levels_of(config: dict) -> int:
-        """The reports a trial makes: an IMP chain one per level after its start, every other trial one."""
-        trial = Trial.from_config(config["trial"])
-        return config["levels"] - trial.start_level if trial.stage == "imp" else 1
+        """The reports a trial makes: an IMP chain one per level after its start, every other trial (of
+        any sweep family) one."""
+        if config["trial"].get("stage") != "imp":
+            return 1
+        return config["levels"] - Trial.from_config(config["trial"]).start_level
 
     def _levels(self, trials) -> tuple[int, int]:
         done = total = 0
@@ -59,8 +61,11 @@ class StageProgress(tune.Callback):
             if trial.status == "TERMINATED":
                 done += expected
             elif (trial.last_result or {}).get("level") is not None:  # reported, still running
-                start = Trial.from_config(trial.config["trial"]).start_level
-                done += int(trial.last_result["level"]) - start if expected > 1 else 1
+                if expected > 1:
+                    start = Trial.from_config(trial.config["trial"]).start_level
+                    done += int(trial.last_result["level"]) - start
+                else:
+                    done += 1
         return done, total
 
     def line(self, trials) -> str:

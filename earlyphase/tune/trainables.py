@@ -29,11 +29,16 @@ CHECKPOINT_FILE = "state.pt"
 TELEMETRY_FILE = "telemetry.csv"
 
 
-def _setup(config: dict) -> tuple[IMP, Trial]:
-    """Threads as many as the trial's CPUs, the GPU Ray assigned (or the CPU), the data loaded."""
-    logging.getLogger("ray.train").setLevel(logging.WARNING)  # no line per checkpoint in the driver's output
+def trial_threads() -> None:
+    """Threads as many as the trial's CPUs; no line per checkpoint in the driver's output."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
+
+
+def _setup(config: dict) -> tuple[IMP, Trial]:
+    """Threads as many as the trial's CPUs, the GPU Ray assigned (or the CPU), the data loaded."""
+    trial_threads()
     trial = Trial.from_config(config["trial"])
     run = RunSpec.from_json(config["spec"]).replace(pretraining=trial.pretraining_spec)
     return IMP(run, trial.seed, data_dir=config.get("data_dir")), trial
@@ -69,18 +74,24 @@ def _report(run: LevelRun, checkpoint_payload: dict | None = None, **extra) -> N
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def dense_trial(config: dict, mask_refs: dict) -> None:
+def dense_trial(config: dict, mask_refs: dict, subset_refs: dict) -> None:
     """Level 0: train the dense network once, keeping the full state at every rewind iteration; with
     a pretraining mode, pretrain for P first (keeping the states at 0 and P). Sparse pretraining
-    trains the mask of its level of the plain chain rewound to its k, and reports that level."""
+    trains the mask of its level of the plain chain rewound to its k, and reports that level. A
+    scored subset's indices come from ``subset_refs`` (pretraining JSON → ref)."""
     imp, trial = _setup(config)
     pretraining, mask = imp.spec.pretraining, None
+    subset = ray.get(subset_refs[trial.pretraining]) if pretraining.scored_subset else None
     if pretraining.sparse_level:
         key = (trial.seed, NO_PRETRAINING, pretraining.sparse_rewind_iteration, pretraining.sparse_level)
         mask = Mask(ray.get(mask_refs[key]))
     with _curve_writer(f"level_{trial.start_level:02d}") as on_log:
         dense = imp.dense(
-            trial.keep_states, pretraining_mask=mask, log_every=config["log_every"], on_log=on_log
+            trial.keep_states,
+            pretraining_mask=mask,
+            pretraining_subset=subset,
+            log_every=config["log_every"],
+            on_log=on_log,
         )
     payload = {"rewind_states": dense.captured, "state": dense.state, "mask": dict(dense.mask)}
     _report(dense, payload, attempt_start_level=dense.level)
