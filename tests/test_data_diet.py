@@ -315,7 +315,7 @@ def test_report_draws_the_data_diet_and_instability_figures(tmp_path):
     )
     for name, table in (("stability", stability), ("example_barriers", barriers), ("scores", scores)):
         table.to_csv(tmp_path / f"{name}.csv", index=False)
-    written = write_report(results, None, tmp_path / "report", "hand", tmp_path)
+    written = write_report(results, None, tmp_path / "report", "hand", experiment_dir=tmp_path)
     names = [p.name for p in written]
     assert names[-4:] == ["instability.png", "example_barriers.png", "connected_vs_accuracy.png", "report.md"]
     report = (tmp_path / "report" / "report.md").read_text()

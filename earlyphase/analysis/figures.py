@@ -116,7 +116,7 @@ def accuracy_vs_density(curves: pd.DataFrame, path: str | Path, matches: pd.Data
     reinitialisation baselines (dashed / dash-dotted, coloured by their k) and mean dense accuracy
     (dotted), each with its ± std band over seeds; with ``matches`` (:func:`~earlyphase.analysis.tables.
     matching_table`) the matching threshold (dashed grey) and a star at each k's sparsest matching level."""
-    figure = Figure(figsize=(7, 4.5))
+    figure = Figure(figsize=(9, 4.5))
     ax = figure.add_subplot()
     imp_ks = sorted(curves.loc[curves.intervention == "none", "rewind_iteration"].unique())
     colors = _rewind_colors(curves.rewind_iteration.unique())
@@ -132,7 +132,7 @@ def accuracy_vs_density(curves: pd.DataFrame, path: str | Path, matches: pd.Data
         mark_matching(ax, matches, colors)
     _density_axis(ax, curves)
     ax.set_title("IMP with rewinding: test accuracy vs sparsity")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: lines stay visible
     return _save(figure, path)
 
 

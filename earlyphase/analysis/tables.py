@@ -141,7 +141,7 @@ def matching_markdown(matches: pd.DataFrame) -> str:
 def matching_note(curves: pd.DataFrame, matches: pd.DataFrame, given: bool = False) -> str:
     """One sentence stating the matching criterion's numbers and where its tolerance came from."""
     dense = curves[(curves.intervention == "none") & (curves.level == 0)]
-    seeds = int(dense.n_seeds.iloc[0])
+    seeds = int(dense.n_seeds.max()) if len(dense) else 1
     first = matches.iloc[0]
     if given:
         source = "as given"
