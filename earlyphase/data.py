@@ -266,6 +266,14 @@ class TrainData:
         view._use_train_set(train_x, train_y)
         return view
 
+    def reseeded(self, seed: int) -> TrainData:
+        """This data (the same tensors, nothing copied) with the data order of ``seed``."""
+        if seed == self.seed:
+            return self
+        other = copy.copy(self)
+        other.seed, other._epoch = seed, None
+        return other
+
     def _draw_epoch(self, epoch: int) -> None:
         """The epoch's permutation and augmentation draws, from a CPU generator seeded by (seed, epoch)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

@@ -6,10 +6,17 @@ rewinds every survivor (and BN parameters, running statistics, counters) to iter
 trains from k to the end with the schedule positioned at k and a fresh optimiser. Branches
 apply an intervention to a level's subnetwork at k and train it the same way. A run with a
 pretraining mode (A4) replaces the dense run's first P iterations; its levels rewind to P.
+
+Data order (``TrainingSpec.data_order``): with ``fresh`` (OpenLTH's default) every level and every
+branch draws its own data order, seeded by :func:`run_data_seed` (a fixed function of the data seed,
+the level and the intervention, so a seed's results stay bitwise reproducible); with ``replay``
+every run sees the dense run's batches. The dense run, a pretrained run (pretraining and its
+continuation are one run) and level-0 training use the dense run's order either way.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -38,6 +45,16 @@ def check_run(spec: RunSpec) -> None:
     info = dataset_info(spec.data.dataset)
     Mask.dense(build_model(spec.model, info.num_classes, info.shape, seed=0), spec.pruning.layers_to_ignore)
     check_pretraining(spec)
+
+
+def run_data_seed(data_seed: int, level: int, intervention: str = "none") -> int:
+    """The data seed of one run under ``data_order = fresh``: ``data_seed`` itself for the dense run
+    (level 0, no intervention), else a hash of (data_seed, level, intervention) in [0, 2³¹). It does
+    not depend on k, so the chains of one seed rewound to different k see the same batches at a level."""
+    if level == 0 and intervention == "none":
+        return data_seed
+    digest = hashlib.sha256(f"{data_seed}/{level}/{intervention}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
 
 
 @dataclass
@@ -72,7 +89,7 @@ class IMP:
         data_dir: str | None = None,
         data_seed: int | None = None,
     ):
-        """``seed`` sets the initialisation; ``data_seed`` the data order (default: ``seed``)."""
+        """``seed`` sets the initialisation; ``data_seed`` the dense run's data order (default: ``seed``)."""
         self.spec = spec
         self.seed = seed
         self.device = training_device(str(device) if device else None)
@@ -85,6 +102,13 @@ class IMP:
             self.spec.model, info.num_classes, info.shape, self.seed if seed is None else seed
         )
         return model.to(self.device)
+
+    def run_data(self, level: int, intervention: str = "none") -> TrainData:
+        """The data (and data order) a run of ``level`` / ``intervention`` trains on: the dense run's
+        under ``replay``, its own (:func:`run_data_seed`) under ``fresh``."""
+        if self.spec.training.data_order == "replay":
+            return self.data
+        return self.data.reseeded(run_data_seed(self.data.seed, level, intervention))
 
     def dense_mask(self, model: torch.nn.Module) -> Mask:
         return Mask.dense(model, self.spec.pruning.layers_to_ignore).to(self.device)
@@ -185,7 +209,9 @@ class IMP:
             seed=seed,
         )
         state, branch_mask = get_intervention(intervention)(start)
-        return self.train_subnetwork(level, rewind_iteration, state, branch_mask, **train_options)
+        return self.train_subnetwork(
+            level, rewind_iteration, state, branch_mask, intervention=intervention, **train_options
+        )
 
     def train_subnetwork(
         self,
@@ -193,9 +219,11 @@ class IMP:
         start_iteration: int,
         start_state: State,
         mask: Mask,
+        intervention: str = "none",
         **train_options,
     ) -> LevelRun:
-        """Load ``start_state``, zero the pruned weights, train from ``start_iteration`` to the end.
+        """Load ``start_state``, zero the pruned weights, train from ``start_iteration`` to the end on
+        the data of (``level``, ``intervention``) (:meth:`run_data`).
 
         ``train_options`` go to :func:`earlyphase.training.train` (``capture``, ``log_every``, ``on_log``).
         """
@@ -205,7 +233,7 @@ class IMP:
         mask = mask.to(self.device)
         result = train(
             model,
-            self.data,
+            self.run_data(level, intervention),
             self.spec.training,
             start=start_iteration,
             mask=mask,

@@ -58,14 +58,16 @@ def none(start: BranchStart) -> tuple[State, Mask]:
     return dict(start.state_k), start.mask
 
 
-def random_prune_global(start: BranchStart) -> tuple[State, Mask]:
-    """Random pruning: a uniformly random mask with the same kept count over all layers, weights at k."""
-    return dict(start.state_k), random_prune(start.mask, start.seed)
-
-
-def random_prune_layerwise(start: BranchStart) -> tuple[State, Mask]:
-    """Random pruning per layer: a uniformly random mask keeping each layer's count, weights at k."""
+def random_prune_per_layer(start: BranchStart) -> tuple[State, Mask]:
+    """Random pruning (Figure 1's baseline, OpenLTH's default): a uniformly random mask keeping each
+    layer's kept count, weights at k."""
     return dict(start.state_k), random_prune(start.mask, start.seed, layerwise=True)
+
+
+def random_prune_global(start: BranchStart) -> tuple[State, Mask]:
+    """Random pruning over the whole network: a uniformly random mask with the same kept count over
+    all layers together (layers' counts change), weights at k."""
+    return dict(start.state_k), random_prune(start.mask, start.seed)
 
 
 def random_reinit(start: BranchStart) -> tuple[State, Mask]:
@@ -200,8 +202,8 @@ def noise(alpha: float) -> Intervention:
 
 INTERVENTIONS: dict[str, Intervention] = {
     "none": none,
-    "random_prune": random_prune_global,
-    "random_prune_layerwise": random_prune_layerwise,
+    "random_prune": random_prune_per_layer,
+    "random_prune_global": random_prune_global,
     "random_reinit": random_reinit,
     "random_magnitudes": random_magnitudes,
     "signs_0_magnitudes_0": signs_0_magnitudes_0,
@@ -216,7 +218,7 @@ INTERVENTIONS: dict[str, Intervention] = {
     "permute_filter_magnitudes": permute_filter_magnitudes,
 }
 BASELINES = ("random_prune", "random_reinit")  # Figure 1's baselines: run at every level by default
-RANDOM_BASELINES = ("random_prune", "random_prune_layerwise", "random_reinit")  # drawn as baselines
+RANDOM_BASELINES = ("random_prune", "random_prune_global", "random_reinit")  # drawn as baselines
 NOISE_FORM = "noise_<alpha>"
 _NOISE = re.compile(r"noise_((?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 

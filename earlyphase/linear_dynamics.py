@@ -442,16 +442,23 @@ def run_dynamics(spec: DynamicsSpec, seed: int, data: DynamicsData | None = None
         gradients = torch.autograd.grad((output - data.train_y).square().mean() / 2, trained)
         with torch.no_grad():
             for parameter, gradient in zip(trained, gradients):
-                parameter -= spec.dynamics_lr * gradient
-        beta = beta - spec.dynamics_lr * psi_train.T @ (psi_train @ beta - data.train_y) / n
+                parameter -= spec.lr * gradient
+        beta = beta - spec.lr * psi_train.T @ (psi_train @ beta - data.train_y) / n
     return pd.DataFrame(rows, columns=["step", "split", "model", "metric", "value"])
 
 
 # --- the kernel check ----------------------------------------------------------------------------
 
 
-def empirical_ntk(network: nn.Module, x: Tensor, parameter_names: list[str], chunk: int = 64) -> Tensor:
-    """Θ_ij = Σ_θ ∂f(x_i)/∂θ · ∂f(x_j)/∂θ over the named parameters, from per-example Jacobians."""
+def empirical_ntk(
+    network: nn.Module, x: Tensor, parameter_names: list[str], block_numbers: int = 2**24
+) -> Tensor:
+    """Θ_ij = Σ_θ ∂f(x_i)/∂θ · ∂f(x_j)/∂θ over the named parameters, from per-example Jacobians.
+
+    Built from blocks of examples whose Jacobians hold at most ``block_numbers`` numbers (128 MiB in
+    float64); a pair of blocks is recomputed for each product, so memory stays at two blocks however
+    many inputs there are (a first layer of m·d weights on n inputs would otherwise need n·m·d numbers).
+    """
     params = {name: p.detach() for name, p in network.named_parameters()}
     trained = {name: params[name] for name in parameter_names}
 
@@ -459,12 +466,23 @@ def empirical_ntk(network: nn.Module, x: Tensor, parameter_names: list[str], chu
         return functional_call(network, {**params, **theta}, (example.unsqueeze(0),)).squeeze(0)
 
     jacobian = vmap(jacrev(output), in_dims=(None, 0))
-    rows = [
-        torch.cat([j.reshape(len(block), -1) for j in jacobian(trained, block).values()], dim=1)
-        for block in x.split(chunk)
-    ]
-    j = torch.cat(rows)
-    return j @ j.T
+
+    def block_jacobian(block: Tensor) -> Tensor:
+        return torch.cat([j.reshape(len(block), -1) for j in jacobian(trained, block).values()], dim=1)
+
+    size = sum(trained[name].numel() for name in parameter_names)
+    chunk = max(1, min(len(x), block_numbers // size))
+    blocks = x.split(chunk)
+    starts = [i * chunk for i in range(len(blocks))]
+    ntk = x.new_empty(len(x), len(x))
+    for a, (start_a, block_a) in enumerate(zip(starts, blocks)):
+        j_a = block_jacobian(block_a)
+        for b in range(a, len(blocks)):
+            j_b = j_a if b == a else block_jacobian(blocks[b])
+            product = j_a @ j_b.T
+            ntk[start_a : start_a + len(block_a), starts[b] : starts[b] + len(blocks[b])] = product
+            ntk[starts[b] : starts[b] + len(blocks[b]), start_a : start_a + len(block_a)] = product.T
+    return ntk
 
 
 def relative_spectral_error(kernel: Tensor, reference: Tensor) -> float:

@@ -16,3 +16,15 @@ RESULT_COLUMNS = (
 TELEMETRY_COLUMNS = (
     "experiment", "trial_id", "seed", "model", "dataset", "iteration", "metric", "group", "value",
 )  # fmt: skip
+# Early-time linear dynamics (docs/experiments.md C). ``dynamics.csv``: one row per (trial, step, split,
+# model, metric); model is network or linear (metrics loss, accuracy) or both (metric discrepancy); lr is
+# the one used (the task's default when the sweep left it unset). ``kernel.csv``: one row per (trial,
+# hidden width): the relative spectral error of the linear model's kernel against the network's NTK at init.
+DYNAMICS_COLUMNS = (
+    "experiment", "trial_id", "seed", "task", "architecture", "width", "activation", "lr", "trained_layers",
+    "model", "step", "split", "metric", "value",
+)  # fmt: skip
+KERNEL_COLUMNS = (
+    "experiment", "trial_id", "seed", "task", "architecture", "activation", "trained_layers", "input_dim",
+    "hidden_width", "examples", "relative_error",
+)  # fmt: skip

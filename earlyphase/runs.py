@@ -9,16 +9,31 @@ from __future__ import annotations
 from earlyphase.errors import SpecError
 from earlyphase.specs import DataSpec, ModelSpec, PruningSpec, RunSpec, TrainingSpec
 
-RUNS: dict[str, RunSpec] = {
-    # docs/experiments.md A0: ResNet-20 on CIFAR-10, 160 epochs of SGD (62,560 iterations at batch 128).
-    "paper_resnet20_cifar10": RunSpec(
+
+def paper_cifar10(model: str, layers_to_ignore: tuple[str, ...] = ()) -> RunSpec:
+    """docs/experiments.md A0: ``model`` on CIFAR-10 as the paper (and OpenLTH) train it: 160 epochs of
+    SGD (62,560 iterations at batch 128), lr 0.1 ÷10 at epochs 80 and 120, no warmup, fp32, each level
+    pruning 20 % of the surviving weights (minus ``layers_to_ignore``)."""
+    return RunSpec(
         data=DataSpec("cifar10", batch_size=128),
-        model=ModelSpec("resnet20"),
+        model=ModelSpec(model),
         training=TrainingSpec(
-            steps="160ep", lr=0.1, momentum=0.9, weight_decay=1e-4, milestones=("80ep", "120ep")
+            steps="160ep",
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            milestones=("80ep", "120ep"),
+            precision="fp32",
         ),
-        pruning=PruningSpec(fraction=0.2),
-    ),
+        pruning=PruningSpec(fraction=0.2, layers_to_ignore=layers_to_ignore),
+    )
+
+
+RUNS: dict[str, RunSpec] = {
+    "paper_resnet20_cifar10": paper_cifar10("resnet20"),
+    "paper_resnet56_cifar10": paper_cifar10("resnet56"),
+    # OpenLTH's cifar_vgg_16 never prunes the output layer
+    "paper_vgg16_cifar10": paper_cifar10("vgg16", layers_to_ignore=("fc.weight",)),
     # CPU scale: LeNet-300-100 on Fashion-MNIST, a few epochs of SGD with one lr drop.
     "fashion_mnist_lenet": RunSpec(
         data=DataSpec("fashion_mnist", batch_size=128),

@@ -44,6 +44,14 @@ def parse_step(step: str | int, iterations_per_epoch: int) -> int:
     return epochs * iterations_per_epoch + iterations
 
 
+def format_step(iterations: int, iterations_per_epoch: int) -> str:
+    """The inverse of :func:`parse_step`: 7820 at 391 per epoch → ``"20ep"``, 900 → ``"2ep118it"``."""
+    epochs, rest = divmod(iterations, iterations_per_epoch)
+    if not epochs:
+        return f"{rest}it"
+    return f"{epochs}ep" + (f"{rest}it" if rest else "")
+
+
 class Spec:
     """Mixin: canonical JSON, content hash, validation hook."""
 
@@ -150,9 +158,14 @@ class ModelSpec(Spec):
             raise SpecError(f"model width must be >= 1, got {self.width}")
 
 
+DATA_ORDERS = ("fresh", "replay")
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainingSpec(Spec):
-    """SGD with momentum, weight decay, linear warmup and step milestones."""
+    """SGD with momentum, weight decay, linear warmup and step milestones; the data order of the runs
+    built on the dense run and the arithmetic precision (docs/experiments.md A0, A1)."""
 
     steps: str = option("160ep", "training length: 160ep, 3000it, 2ep100it")
     lr: float = option(0.1, "learning rate")
@@ -162,8 +175,15 @@ class TrainingSpec(Spec):
     gamma: float = option(0.1, "lr factor at each milestone")
     warmup: str = option("0it", "linear lr warmup length")
     eval_every: str = option("1ep", "test-set evaluation interval")
+    data_order: str = option(
+        "fresh", "fresh: every level and branch draws its own data order (OpenLTH); replay: the dense run's"
+    )
+    precision: str = option("fp32", "fp32 (the papers), or bf16: bf16 autocast on CUDA (CPU: always fp32)")
 
     def validate(self) -> None:
+        for name, allowed in (("data_order", DATA_ORDERS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise SpecError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         for step in (self.steps, self.warmup, self.eval_every, *self.milestones):
             parse_step(step, 1)
         if parse_step(self.steps, 1) == 0:
@@ -340,6 +360,15 @@ class RunSpec(Spec):
     pruning: PruningSpec = field(default_factory=PruningSpec)
     pretraining: PretrainingSpec = field(default_factory=PretrainingSpec)
 
+    def validate(self) -> None:
+        end = self.total_iterations
+        late = [m for m in self.training.milestones if self.iterations(m) >= end]
+        if late:
+            raise SpecError(
+                f"lr milestone(s) {', '.join(late)} at or beyond the end of training "
+                f"({self.training.steps} = {end} iterations): the lr would never drop there"
+            )
+
     @property
     def total_iterations(self) -> int:
         return self.training.total_iterations(self.data.iterations_per_epoch)
@@ -347,6 +376,13 @@ class RunSpec(Spec):
     def iterations(self, step: str | int) -> int:
         """A step string resolved against this run's dataset and batch size."""
         return parse_step(step, self.data.iterations_per_epoch)
+
+    def scaled_milestones(self, base: RunSpec) -> tuple[str, ...]:
+        """``base``'s lr milestones at the same fractions of this run's length (rounded to the nearest
+        iteration, written for this run's epoch): ``80ep, 120ep`` of 160ep become ``20ep, 30ep`` at 40ep."""
+        base_end, end = base.total_iterations, self.total_iterations
+        iterations = [round(base.iterations(m) * end / base_end) for m in base.training.milestones]
+        return tuple(format_step(m, self.data.iterations_per_epoch) for m in iterations)
 
     def check_rewind(self, rewind_iteration: int) -> None:
         if not 0 <= rewind_iteration < self.total_iterations:
@@ -420,6 +456,10 @@ DYNAMICS_LABELLINGS = ("linear", "quadratic", "mixed")
 # Two classes per image task when ``classes`` is empty: T-shirt/top vs shirt (Fashion-MNIST, a pair a
 # linear model cannot separate well, like the paper's pair) and the paper's cats vs horses (CIFAR-10).
 DYNAMICS_DEFAULT_CLASSES = {"fashion_mnist": (0, 6), "cifar10": (3, 7)}
+# Learning rate when ``dynamics_lr`` is unset. On the image tasks the linear model's top curvature
+# λ_max(ΨᵀΨ/n) is ~24x the Gaussian task's (0.089 vs 0.0037, first layer, Fashion-MNIST 0 vs 6): lr 4
+# moves the top mode 36 % in the first step, lr 0.5 4.5 %, so the early phase shows on the step axis.
+DYNAMICS_DEFAULT_LR = {"gaussian": 4.0, "fashion_mnist": 0.5, "cifar10": 0.5}
 
 
 @dataclass(frozen=True)
@@ -433,7 +473,9 @@ class DynamicsSpec(Spec):
     patch_size: int = option(4, "cnn: side of the square patches of the first layer")
     patch_stride: int = option(4, "cnn: stride between patches")
     trained_layers: str = option("first", "first (input layer), second (output layer) or both (all layers)")
-    dynamics_lr: float = option(4.0, "gradient-descent learning rate, both models")
+    dynamics_lr: float | None = option(
+        None, "gradient-descent learning rate, both models (default: 4 on gaussian, 0.5 on images)"
+    )
     gd_steps: int = option(2000, "full-batch gradient-descent steps")
     log_points: int = option(25, "measurements on a log-spaced grid of steps")
     center_output: bool = option(True, "train f - f_0 so the network starts at 0 like the linear model")
@@ -461,7 +503,7 @@ class DynamicsSpec(Spec):
         for name in ("train_examples", "test_examples"):
             if getattr(self, name) < 2:
                 raise SpecError(f"{name} must be at least 2, got {getattr(self, name)}")
-        if not self.dynamics_lr > 0:
+        if self.dynamics_lr is not None and not self.dynamics_lr > 0:
             raise SpecError(f"dynamics_lr must be positive, got {self.dynamics_lr}")
         if self.log_points < 2:
             raise SpecError(f"log_points must be at least 2, got {self.log_points}")
@@ -471,12 +513,25 @@ class DynamicsSpec(Spec):
             or not all(isinstance(c, int) and 0 <= c < 10 for c in self.classes)
         ):
             raise SpecError(f"classes must be two distinct labels in 0..9, got {list(self.classes)}")
+        if self.task != "gaussian":  # both datasets' classes are balanced
+            info = dataset_info(self.task)
+            train, test = (2 * size // info.num_classes for size in (info.train_size, info.test_size))
+            if self.train_examples > train or self.test_examples > test:
+                raise SpecError(
+                    f"{self.task} has {train} train and {test} test images of two classes, "
+                    f"not {self.train_examples} and {self.test_examples}"
+                )
         if (
             self.architecture == "cnn"
             and self.task == "gaussian"
             and round(self.input_dim**0.5) ** 2 != self.input_dim
         ):
             raise SpecError(f"a cnn on gaussian inputs needs a square input_dim, got {self.input_dim}")
+
+    @property
+    def lr(self) -> float:
+        """``dynamics_lr``, else the task's default (``DYNAMICS_DEFAULT_LR``)."""
+        return DYNAMICS_DEFAULT_LR[self.task] if self.dynamics_lr is None else self.dynamics_lr
 
     @property
     def hidden_layers(self) -> int:

@@ -38,8 +38,9 @@ def capture_state(model: nn.Module) -> State:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
+def autocast(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast for ``precision`` bf16 on CUDA; nothing (fp32) otherwise, the CPU included."""
+    if precision == "bf16" and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -50,13 +51,15 @@ def loss_accuracy(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     limit: int | None = None,
+    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy and accuracy (0-dim device tensors, no synchronisation) over the first
-    ``limit`` examples of ``batches`` (all of them when None), in the model's current mode."""
+    ``limit`` examples of ``batches`` (all of them when None), in the model's current mode, under
+    :func:`autocast` for ``precision``."""
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     count = 0
-    with _autocast(device):
+    with autocast(device, precision):
         for x, y in batches:
             if limit is not None:
                 x, y = x[: limit - count], y[: limit - count]
@@ -69,12 +72,14 @@ def loss_accuracy(
     return loss_sum / count, correct / count
 
 
-def evaluate(model: nn.Module, data: TrainData, split: str = "test") -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, data: TrainData, split: str = "test", precision: str = "fp32"
+) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a whole split, un-augmented, in eval mode."""
     was_training = model.training
     model.eval()
     try:
-        loss, accuracy = loss_accuracy(model, data.eval_batches(split), data.device)
+        loss, accuracy = loss_accuracy(model, data.eval_batches(split), data.device, precision=precision)
     finally:
         model.train(was_training)
     return loss.item(), accuracy.item()
@@ -116,11 +121,12 @@ def train(
     A fresh SGD optimiser is used, or one continuing from ``optimizer_state`` (momentum buffers by
     parameter name, as a previous :class:`TrainResult` returns them; a parameter missing there starts
     from a zero buffer, which without dampening is exactly a fresh buffer's first step). The step at
-    iteration t uses ``spec.lr_at(t)``. The state *after* t steps is captured for every t in
-    ``capture`` (``start`` included if asked). Test metrics are logged every ``spec.eval_every``
-    iterations and at ``end``; running train loss/accuracy and the lr every ``log_every`` iterations
-    as well (0: only with evals). ``step_hook(t, model)`` runs at every step after the backward pass,
-    before the update: the weights are w_t and the gradients those of batch t (masked).
+    iteration t uses ``spec.lr_at(t)``; steps and evaluations run in ``spec.precision`` (:func:`autocast`).
+    The state *after* t steps is captured for every t in ``capture`` (``start`` included if asked).
+    Test metrics are logged every ``spec.eval_every`` iterations and at ``end``; running train
+    loss/accuracy and the lr every ``log_every`` iterations as well (0: only with evals).
+    ``step_hook(t, model)`` runs at every step after the backward pass, before the update: the
+    weights are w_t and the gradients those of batch t (masked).
     """
     ipe = data.iterations_per_epoch
     end = spec.total_iterations(ipe) if end is None else end
@@ -168,7 +174,7 @@ def train(
             correct.zero_()
             seen = 0
         if with_eval:
-            row["test_loss"], row["test_accuracy"] = evaluate(model, data)
+            row["test_loss"], row["test_accuracy"] = evaluate(model, data, precision=spec.precision)
         row["wall_time_s"] = time.perf_counter() - began
         result.curve.append(row)
         if on_log is not None:
@@ -181,7 +187,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = data.batch(iteration)
-        with _autocast(device):
+        with autocast(device, spec.precision):
             logits = model(x)
             loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)

@@ -2,6 +2,7 @@
 
 python sweeps/rewind_grid.py                  # quick: Fashion-MNIST, minutes on a laptop
 python sweeps/rewind_grid.py --preset paper   # ResNet-20 on CIFAR-10, on a GPU cluster
+python sweeps/rewind_grid.py --preset paper_resnet56   # or paper_vgg16: the same grid, other networks
 python sweeps/rewind_grid.py --model resnet14 --width 2 --lr 0.2 --levels 3   # any spec field
 """
 
@@ -11,6 +12,20 @@ from earlyphase.interventions import BASELINES
 from earlyphase.runs import get_run
 from earlyphase.sweep import SweepSpec
 from earlyphase.tune.cli import main
+
+PAPER_REWIND_ITERATIONS = (0, 25, 50, 100, 250, 500, 1000, 2000)
+
+
+def paper_grid(run: str) -> SweepSpec:
+    """docs/experiments.md A1: 3 seeds, k up to 2000, 20 levels (1.2% density), baselines at every level."""
+    return SweepSpec(
+        run=get_run(run),
+        seeds=(0, 1, 2),
+        rewind_iterations=PAPER_REWIND_ITERATIONS,
+        levels=20,
+        interventions=BASELINES,
+    )
+
 
 PRESETS = {
     # seconds: a small MLP on procedural data, for tests
@@ -29,14 +44,10 @@ PRESETS = {
         levels=8,
         interventions=BASELINES,
     ),
-    # docs/experiments.md A1: ResNet-20 on CIFAR-10, 3 seeds, k up to 2000, 20 levels (1.2% density)
-    "paper": SweepSpec(
-        run=get_run("paper_resnet20_cifar10"),
-        seeds=(0, 1, 2),
-        rewind_iterations=(0, 25, 50, 100, 250, 500, 1000, 2000),
-        levels=20,
-        interventions=BASELINES,
-    ),
+    # the paper's grid on ResNet-20, ResNet-56 and VGG-16 (output layer never pruned), CIFAR-10
+    "paper": paper_grid("paper_resnet20_cifar10"),
+    "paper_resnet56": paper_grid("paper_resnet56_cifar10"),
+    "paper_vgg16": paper_grid("paper_vgg16_cifar10"),
 }
 
 if __name__ == "__main__":

@@ -99,6 +99,39 @@ def test_rewind_steps_resolve_against_the_changed_batch_size():
     assert sweep.rewind_iterations == (0, 100, 105)  # 60,000 / 600 = 100 iterations per epoch
 
 
+def test_steps_alone_scales_the_milestones_with_the_length():
+    quick = _presets("rewind_grid")["quick"].run  # 6 epochs of 469 iterations, the lr drop after 4
+    assert quick.training.milestones == ("4ep",)
+    assert _resolve(["--steps", "3ep"]).run.training.milestones == ("2ep",)
+    assert _resolve(["--steps", "900it"]).run.training.milestones == ("1ep131it",)  # 600 = 900 × 4/6
+    # the fraction is kept in the new epoch: 3 epochs of 200 iterations at batch 300 drop after 400
+    sweep = _resolve(["--steps", "3ep", "--batch-size", "300"])
+    assert sweep.run.training.milestones == ("2ep",) and sweep.run.total_iterations == 600
+    assert _resolve(["--steps", "3ep", "--milestones", "1ep"]).run.training.milestones == ("1ep",)
+    assert _resolve(["--steps", "3ep", "--milestones", ""]).run.training.milestones == ()
+    paper = _resolve(["--preset", "paper", "--steps", "40ep", "--warmup", "100it"]).run.training
+    assert (paper.milestones, paper.warmup, paper.steps) == (("20ep", "30ep"), "100it", "40ep")
+    assert _resolve(["--preset", "paper", "--warmup", "100it"]).run.training.milestones == ("80ep", "120ep")
+
+
+def test_steps_scale_the_milestones_of_a_config_too(tmp_path, capsys):
+    config = tmp_path / "sweep.json"
+    config.write_text(_presets("rewind_grid")["paper"].to_json())
+    argv = ["--config", str(config), "--steps", "80ep", "--print-config"]
+    assert sweep_main("rewind_grid", {}, "test", argv) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["training"]["milestones"] == ["40ep", "60ep"]
+
+
+def test_milestones_beyond_the_new_end_are_refused_naming_them(capsys):
+    argv = ["--preset", "paper", "--steps", "40ep", "--milestones", "30ep,80ep,120ep", "--print-config"]
+    assert sweep_main("rewind_grid", _presets("rewind_grid"), "test", argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("error: lr milestone(s) 80ep, 120ep at or beyond the end of training")
+        and "\n" not in err
+    )
+
+
 def test_levels_alone_drops_the_intervention_levels_it_cuts_off():
     assert _resolve(["--levels", "3"], "interventions").intervention_levels == (2,)
     assert _resolve(["--levels", "4"], "interventions").intervention_levels == (2, 4)

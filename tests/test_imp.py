@@ -1,13 +1,17 @@
 """IMP with rewinding on real (small) training runs: exact sparsity, bitwise rewinding, determinism."""
 
+import contextlib
+import warnings
+
 import pytest
 import torch
 
 from earlyphase.__main__ import main as cli_main
-from earlyphase.imp import IMP
+from earlyphase.imp import IMP, run_data_seed
 from earlyphase.masks import Mask
 from earlyphase.runs import get_run
 from earlyphase.specs import ModelSpec, TrainingSpec
+from earlyphase.training import autocast
 
 K = 20
 
@@ -64,8 +68,10 @@ def test_batchnorm_statistics_are_rewound_too():
         assert torch.equal(level.captured[10][name], dense.rewind_states[10][name]), name
 
 
-def test_same_seed_same_results_bitwise():
+@pytest.mark.parametrize("data_order", ["fresh", "replay"])
+def test_same_seed_same_results_bitwise(data_order):
     spec = get_run("smoke_synthetic")
+    spec = spec.replace(training=spec.training.replace(data_order=data_order))
     runs = [list(IMP(spec, seed=3, device="cpu").run(K, levels=2)) for _ in range(2)]
     for a, b in zip(*runs):
         assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
@@ -73,6 +79,67 @@ def test_same_seed_same_results_bitwise():
         assert all(torch.equal(a.mask[n], b.mask[n]) for n in a.mask)
     other = list(IMP(spec, seed=4, device="cpu").run(K, levels=0))[0]
     assert not torch.equal(other.state[next(iter(other.mask))], runs[0][0].state[next(iter(other.mask))])
+
+
+def _batches(data, iterations=(0, 5, 64, 100)):
+    return [data.batch(t) for t in iterations]
+
+
+def _same_batches(a, b) -> bool:
+    return all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b))
+
+
+def test_replay_gives_every_run_the_dense_batches_and_fresh_its_own():
+    spec = get_run("smoke_synthetic")
+    replay = IMP(spec.replace(training=spec.training.replace(data_order="replay")), seed=3, device="cpu")
+    fresh, again = (IMP(spec, seed=3, device="cpu") for _ in range(2))
+    dense = _batches(replay.data)
+    assert _same_batches(_batches(fresh.data), dense)  # the dense run's order is the same in both modes
+    runs = [(1, "none"), (2, "none"), (1, "random_prune"), (1, "random_reinit")]
+    for level, intervention in runs:
+        assert _same_batches(_batches(replay.run_data(level, intervention)), dense)
+        assert not _same_batches(_batches(fresh.run_data(level, intervention)), dense)
+        assert _same_batches(
+            _batches(fresh.run_data(level, intervention)), _batches(again.run_data(level, intervention))
+        )
+    seeds = {run_data_seed(3, level, intervention) for level, intervention in runs}
+    assert len(seeds) == len(runs) and run_data_seed(3, 0) == 3 and run_data_seed(4, 1) not in seeds
+    assert fresh.run_data(0) is fresh.data  # level-0 training (e.g. copies of the dense run) replays it
+    # the order is that of TrainData seeded by run_data_seed: the same examples, permuted differently
+    x, y = fresh.run_data(1).batch(0)
+    assert torch.equal(fresh.data.reseeded(run_data_seed(3, 1)).batch(0)[1], y)
+    assert sorted(fresh.run_data(1)._order.tolist()) == list(range(fresh.data.train_size))
+
+
+def test_fresh_and_replay_levels_start_alike_and_train_differently(smoke):
+    imp, dense = smoke
+    replay = IMP(imp.spec.replace(training=imp.spec.training.replace(data_order="replay")), 0, "cpu")
+    fresh_level = imp.level(1, K, dense.rewind_states[K], dense, capture=[K])
+    replay_level = replay.level(1, K, dense.rewind_states[K], dense, capture=[K])
+    assert all(torch.equal(fresh_level.captured[K][n], replay_level.captured[K][n]) for n in dense.state)
+    assert all(torch.equal(fresh_level.mask[n], replay_level.mask[n]) for n in dense.mask)
+    first = next(iter(dense.mask))
+    assert not torch.equal(fresh_level.state[first], replay_level.state[first])
+
+
+def test_precision_is_bf16_autocast_on_cuda_only():
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert isinstance(autocast(cpu, "bf16"), contextlib.nullcontext)  # the CPU always trains in fp32
+    assert isinstance(autocast(cuda, "fp32"), contextlib.nullcontext)
+    with warnings.catch_warnings():  # "CUDA is not available" on a machine without one
+        warnings.simplefilter("ignore", UserWarning)
+        bf16 = autocast(cuda, "bf16")
+    assert isinstance(bf16, torch.autocast) and (bf16.device, bf16.fast_dtype) == ("cuda", torch.bfloat16)
+
+
+def test_bf16_on_the_cpu_trains_bitwise_like_fp32():
+    spec = get_run("smoke_synthetic")
+    spec = spec.replace(training=spec.training.replace(steps="20it", milestones=(), eval_every="20it"))
+    fp32 = IMP(spec, seed=2, device="cpu").dense([])
+    bf16_spec = spec.replace(training=spec.training.replace(precision="bf16"))
+    assert bf16_spec.key() != spec.key()
+    bf16 = IMP(bf16_spec, seed=2, device="cpu").dense([])
+    assert all(torch.equal(fp32.state[n], bf16.state[n]) for n in fp32.state)
 
 
 def test_dense_training_learns(smoke):

@@ -153,15 +153,40 @@ def test_noise_names_parse_and_bad_names_raise_one_line_errors():
         get_intervention("bogus")
 
 
-def test_random_prune_keeps_the_global_count_and_layerwise_each_layers_count():
-    start = _start()
+def _uneven_start(seed=7):
+    """A BranchStart whose mask keeps 10 of conv's 216 weights and 150 of fc's 160."""
+    start = _start(seed)
+    keep = {"conv.weight": 10, "fc.weight": 150}
+    g = torch.Generator().manual_seed(1)
+    mask = Mask()
+    for name, shape in PRUNABLE.items():
+        flat = torch.zeros(math.prod(shape), dtype=torch.bool)
+        flat[torch.randperm(flat.numel(), generator=g)[: keep[name]]] = True
+        mask[name] = flat.view(shape)
+    return BranchStart(start.state_k, start.state_0, mask, start.fresh_state, seed)
+
+
+def test_random_prune_keeps_each_layers_count_exactly():
+    start = _uneven_start()
     state, mask = _apply("random_prune", start)
-    assert mask.kept == start.mask.kept
-    assert any(int(mask[n].sum()) != int(start.mask[n].sum()) for n in mask)
-    assert all(torch.equal(state[n], start.state_k[n]) for n in state)
-    state, mask = _apply("random_prune_layerwise", start)
-    assert all(int(mask[n].sum()) == int(start.mask[n].sum()) for n in mask)
-    assert any(not torch.equal(mask[n], start.mask[n]) for n in mask)
+    assert {n: int(m.sum()) for n, m in mask.items()} == {"conv.weight": 10, "fc.weight": 150}
+    assert all(not torch.equal(mask[n], start.mask[n]) for n in mask)  # a new draw in every layer
+    assert all(torch.equal(state[n], start.state_k[n]) for n in state)  # the weights at k, unmasked
+    again = _apply("random_prune", _uneven_start())[1]
+    other = _apply("random_prune", _uneven_start(seed=8))[1]
+    assert all(torch.equal(again[n], mask[n]) for n in mask)  # a function of the branch seed
+    assert any(not torch.equal(other[n], mask[n]) for n in mask)
+    # over many seeds every position of a layer is drawn: the 10 conv survivors are spread uniformly
+    drawn = sum(_apply("random_prune", _uneven_start(seed))[1]["conv.weight"].long() for seed in range(300))
+    assert int(drawn.sum()) == 3000 and int(drawn.min()) > 0 and int(drawn.max()) < 40  # mean 13.9
+
+
+def test_random_prune_global_keeps_only_the_total_count():
+    start = _uneven_start()
+    state, mask = _apply("random_prune_global", start)
+    assert mask.kept == start.mask.kept == 160
+    # uniform over all 376 weights: conv gets about 160 × 216 / 376 ≈ 92 survivors, not 10
+    assert 60 < int(mask["conv.weight"].sum()) < 120
     assert all(torch.equal(state[n], start.state_k[n]) for n in state)
 
 

@@ -170,9 +170,16 @@ def dense():
     return imp, imp.dense([P])
 
 
-def test_supervised_pretraining_is_bitwise_dense_training(dense):
+@pytest.mark.parametrize("data_order", ["fresh", "replay"])
+def test_supervised_pretraining_is_bitwise_dense_training(dense, data_order):
+    """In both data orders: the pretrained run (pretraining and its continuation are one run) sees the
+    dense run's batches, and its levels see the batches of the same levels rewound to k = P."""
     imp, run = dense
-    pretrained_imp = IMP(_pretrained("supervised"), seed=0, device="cpu")
+    if data_order == "replay":
+        imp = IMP(SMOKE.replace(training=SMOKE.training.replace(data_order="replay")), seed=0, device="cpu")
+        assert _equal_states(imp.dense([P]).state, run.state)  # the dense run is the same in both modes
+    spec = _pretrained("supervised").replace(training=imp.spec.training)
+    pretrained_imp = IMP(spec, seed=0, device="cpu")
     pretrained = pretrained_imp.dense([])
     assert sorted(pretrained.rewind_states) == [0, P]
     assert _equal_states(pretrained.rewind_states[P], run.rewind_states[P])

@@ -2,7 +2,7 @@ import pytest
 
 from earlyphase.errors import SpecError
 from earlyphase.runs import RUNS, get_run
-from earlyphase.specs import DataSpec, ModelSpec, PruningSpec, RunSpec, TrainingSpec, parse_step
+from earlyphase.specs import DataSpec, ModelSpec, PruningSpec, RunSpec, TrainingSpec, format_step, parse_step
 
 
 def test_parse_step():
@@ -26,6 +26,65 @@ def test_paper_run_is_the_paper_setting():
     assert (spec.training.momentum, spec.training.weight_decay, spec.pruning.fraction) == (0.9, 1e-4, 0.2)
 
 
+def test_format_step_inverts_parse_step():
+    assert [format_step(n, 391) for n in (0, 100, 391, 7820, 900)] == [
+        "0it",
+        "100it",
+        "1ep",
+        "20ep",
+        "2ep118it",
+    ]
+    assert all(parse_step(format_step(n, 391), 391) == n for n in range(0, 2000, 7))
+
+
+@pytest.mark.parametrize("name", ["paper_resnet20_cifar10", "paper_resnet56_cifar10", "paper_vgg16_cifar10"])
+def test_paper_runs_share_the_papers_training(name):
+    spec = get_run(name)
+    resnet20 = get_run("paper_resnet20_cifar10")
+    assert spec.training == resnet20.training and spec.data == resnet20.data
+    assert (spec.training.precision, spec.training.data_order, spec.training.warmup) == (
+        "fp32",
+        "fresh",
+        "0it",
+    )
+    assert spec.model.name == name.split("_")[1]
+    # OpenLTH's VGG never prunes its output layer; its ResNets prune every conv and linear weight
+    assert spec.pruning.layers_to_ignore == (("fc.weight",) if "vgg" in name else ())
+
+
+def test_milestones_beyond_the_end_are_refused_naming_them():
+    paper = get_run("paper_resnet20_cifar10")
+    with pytest.raises(SpecError, match=r"milestone\(s\) 80ep, 120ep at or beyond the end .*40ep = 15640"):
+        paper.replace(training=paper.training.replace(steps="40ep"))
+    with pytest.raises(SpecError, match=r"milestone\(s\) 120ep at or beyond") as info:
+        paper.replace(training=paper.training.replace(steps="120ep"))  # a drop at the last step is none
+    assert "\n" not in str(info.value)
+    assert paper.replace(training=paper.training.replace(steps="120ep1it")).total_iterations == 46_921
+
+
+def test_scaled_milestones_keep_their_fractions_of_training():
+    paper = get_run("paper_resnet20_cifar10")
+    short = paper.replace(training=paper.training.replace(steps="40ep", milestones=()))
+    assert short.scaled_milestones(paper) == ("20ep", "30ep")
+    # 80ep of 160ep is half of 1000 iterations; 120ep three quarters
+    assert paper.replace(training=paper.training.replace(steps="1000it", milestones=())).scaled_milestones(
+        paper
+    ) == ("1ep109it", "1ep359it")
+    # another batch size: the fractions are kept in iterations of the new epoch (100 per epoch at 500)
+    wide = short.replace(data=short.data.replace(batch_size=500))
+    assert wide.scaled_milestones(paper) == ("20ep", "30ep") and wide.data.iterations_per_epoch == 100
+
+
+def test_data_order_and_precision_are_in_every_key():
+    base = get_run("smoke_synthetic")
+    assert (base.training.data_order, base.training.precision) == ("fresh", "fp32")
+    assert {"data_order": "fresh", "precision": "fp32"}.items() <= base.training.to_dict().items()
+    variants = [base.replace(training=base.training.replace(**change))
+                for change in ({"data_order": "replay"}, {"precision": "bf16"})]  # fmt: skip
+    assert len({base.key(), *(v.key() for v in variants)}) == 3
+    assert all(RunSpec.from_json(v.to_json()) == v for v in variants)
+
+
 def test_warmup_is_linear():
     spec = TrainingSpec(lr=0.4, warmup="4it", milestones=())
     assert [spec.lr_at(i, 10) for i in range(5)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4])
@@ -46,7 +105,7 @@ def test_key_changes_with_every_kind_of_field():
         base.replace(data=base.data.replace(batch_size=32)),
         base.replace(model=base.model.replace(width=2)),
         base.replace(training=base.training.replace(lr=0.07)),
-        base.replace(training=base.training.replace(milestones=("2ep",))),
+        base.replace(training=base.training.replace(milestones=("50it",))),
         base.replace(pruning=PruningSpec(fraction=0.3)),
     ]
     keys = {v.key() for v in variants} | {base.key()}
@@ -64,6 +123,8 @@ def test_key_changes_with_every_kind_of_field():
         lambda: TrainingSpec(steps="0it"),
         lambda: TrainingSpec(lr=-1.0),
         lambda: TrainingSpec(momentum=1.0),
+        lambda: TrainingSpec(data_order="shuffled"),
+        lambda: TrainingSpec(precision="fp16"),
         lambda: PruningSpec(fraction=0.0),
         lambda: PruningSpec(fraction=1.0),
         lambda: get_run("nope"),

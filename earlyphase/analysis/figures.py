@@ -18,10 +18,10 @@ from matplotlib.ticker import NullLocator
 from earlyphase.analysis.tables import TRACKED_PREFIX, dense_accuracy
 from earlyphase.interventions import RANDOM_BASELINES
 
-BASELINE_STYLE = {"random_prune": "--", "random_prune_layerwise": (0, (5, 2, 1, 2)), "random_reinit": "-."}
+BASELINE_STYLE = {"random_prune": "--", "random_prune_global": (0, (5, 2, 1, 2)), "random_reinit": "-."}
 BASELINE_NAME = {
     "random_prune": "random pruning",
-    "random_prune_layerwise": "random pruning (layerwise)",
+    "random_prune_global": "random pruning (global)",
     "random_reinit": "random reinit",
 }
 GROUP_STYLE = {"all": "-", "kept": "--", "pruned": ":"}
@@ -64,17 +64,41 @@ def _density_axis(ax: Axes, curves: pd.DataFrame) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def _line(ax: Axes, line: pd.DataFrame, band: bool = True, **style) -> None:
+def _line(ax: Axes, line: pd.DataFrame, **style) -> None:
+    """Mean accuracy over seeds vs density, with a ± std band where there are several seeds."""
     x, mean, std = 100 * line.density, 100 * line.accuracy_mean, 100 * line.accuracy_std
     (drawn,) = ax.plot(x, mean, marker="o", markersize=3, **style)
-    if band:
+    if (line.n_seeds > 1).any():
         ax.fill_between(x, mean - std, mean + std, color=drawn.get_color(), alpha=0.15, linewidth=0)
 
 
 def _dense_line(ax: Axes, curves: pd.DataFrame) -> None:
-    dense = dense_accuracy(curves)
-    if not np.isnan(dense):
-        ax.axhline(100 * dense, color="grey", linestyle=":", linewidth=1.2, label="dense")
+    """Mean dense accuracy (dotted), with its ± std band over seeds."""
+    dense = curves[(curves.intervention == "none") & (curves.level == 0)]
+    if dense.empty:
+        return
+    mean, std = 100 * dense_accuracy(curves), 100 * float(dense.accuracy_std.iloc[0])
+    ax.axhline(mean, color="grey", linestyle=":", linewidth=1.2, label="dense")
+    if dense.n_seeds.iloc[0] > 1:
+        ax.axhspan(mean - std, mean + std, color="grey", alpha=0.12, linewidth=0)
+
+
+def mark_matching(ax: Axes, matches: pd.DataFrame, colors: dict) -> None:
+    """The matching threshold (dashed) and, on each IMP line, a star at its sparsest matching level."""
+    if matches.empty:
+        return
+    threshold, tolerance = 100 * matches.threshold.iloc[0], 100 * matches.tolerance.iloc[0]
+    label = f"matching threshold (dense − {tolerance:.2f} points)"
+    ax.axhline(threshold, color="grey", linestyle="--", linewidth=0.8, label=label)
+    sparse = matches[matches.level > 0]
+    for row in sparse.itertuples():
+        ax.plot(
+            100 * row.density, 100 * row.accuracy_mean, marker="*", markersize=14, linestyle="none",
+            color=colors[row.rewind_iteration], markeredgecolor="black", zorder=5,
+        )  # fmt: skip
+    if len(sparse):  # one legend entry for all the stars
+        ax.plot([], [], marker="*", markersize=10, linestyle="none", color="white", markeredgecolor="black",
+                label="sparsest level still matching dense")  # fmt: skip
 
 
 def _rewind_colors(ks) -> dict:
@@ -87,10 +111,11 @@ def _line_data(curves: pd.DataFrame, k, intervention: str) -> pd.DataFrame:
     return curves[(curves.rewind_iteration == k) & (curves.intervention == intervention)].sort_values("level")
 
 
-def accuracy_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
-    """Figure 1: test accuracy vs density; IMP rewound to each k (solid, ±std band), the random
-    pruning / reinitialisation baselines (dashed / dash-dotted, coloured by their k) and mean dense
-    accuracy (dotted)."""
+def accuracy_vs_density(curves: pd.DataFrame, path: str | Path, matches: pd.DataFrame | None = None) -> Path:
+    """Figure 1: test accuracy vs density; IMP rewound to each k (solid), the random pruning /
+    reinitialisation baselines (dashed / dash-dotted, coloured by their k) and mean dense accuracy
+    (dotted), each with its ± std band over seeds; with ``matches`` (:func:`~earlyphase.analysis.tables.
+    matching_table`) the matching threshold (dashed grey) and a star at each k's sparsest matching level."""
     figure = Figure(figsize=(7, 4.5))
     ax = figure.add_subplot()
     imp_ks = sorted(curves.loc[curves.intervention == "none", "rewind_iteration"].unique())
@@ -103,6 +128,8 @@ def accuracy_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
             style = {"color": colors[k], "linestyle": BASELINE_STYLE[baseline], "label": label}
             _line(ax, _line_data(curves, k, baseline), **style)
     _dense_line(ax, curves)
+    if matches is not None:
+        mark_matching(ax, matches, colors)
     _density_axis(ax, curves)
     ax.set_title("IMP with rewinding: test accuracy vs sparsity")
     ax.legend(fontsize=8, loc="lower left")
@@ -112,7 +139,8 @@ def accuracy_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
 def interventions_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
     """Figures 4–6: one panel per rewind iteration k that has interventions, one line per
     intervention (the random baselines are in :func:`accuracy_vs_density`, not here), with IMP
-    rewound to k (black) and to 0 (grey, when k=0 was run) as references, and dense (dotted)."""
+    rewound to k (black) and to 0 (grey, when k=0 was run) as references, and dense (dotted); every
+    line with its ± std band over seeds."""
     others = curves[~curves.intervention.isin(("none", *RANDOM_BASELINES))]
     ks = sorted(others.rewind_iteration.unique())
     names = sorted(others.intervention.unique())
@@ -127,7 +155,7 @@ def interventions_vs_density(curves: pd.DataFrame, path: str | Path) -> Path:
         for ref_k, color in references:
             ref = _line_data(curves, ref_k, "none")
             if len(ref):
-                _line(ax, ref, band=False, color=color, linewidth=2, label=f"IMP, rewind to k={ref_k}")
+                _line(ax, ref, color=color, linewidth=2, label=f"IMP, rewind to k={ref_k}")
         _dense_line(ax, curves)
         _density_axis(ax, curves)
         ax.set_title(f"Interventions on the IMP subnetwork at k={k}")

@@ -73,15 +73,35 @@ def dense_accuracy(curves: pd.DataFrame) -> float:
     return float(curves.loc[(curves.intervention == "none") & (curves.level == 0), "accuracy_mean"].mean())
 
 
-def matching_density(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFrame:
-    """Per rewind iteration, the deepest IMP level reached before the mean accuracy first falls more
-    than ``tolerance`` (1 percentage point) below dense: the paper's "matches dense" criterion.
-    Level 0 (density 1) means that already level 1 falls below dense."""
+SINGLE_SEED_TOLERANCE = 0.01  # 1 percentage point: "matches dense" when dense has no std (one seed)
+MATCHING_COLUMNS = [
+    "rewind_iteration", "level", "density", "sparsity", "accuracy_mean", "accuracy_std", "n_seeds",
+    "dense_mean", "tolerance", "threshold",
+]  # fmt: skip
+
+
+def matching_tolerance(curves: pd.DataFrame) -> float:
+    """The default tolerance of "matches dense" (docs/experiments.md A1): one standard deviation of
+    the dense accuracy over seeds, or :data:`SINGLE_SEED_TOLERANCE` when there is one seed (NaN
+    without a dense run)."""
+    dense = curves[(curves.intervention == "none") & (curves.level == 0)]
+    if dense.empty:
+        return float("nan")
+    return float(dense.accuracy_std.iloc[0]) if dense.n_seeds.iloc[0] > 1 else SINGLE_SEED_TOLERANCE
+
+
+def matching_table(curves: pd.DataFrame, tolerance: float | None = None) -> pd.DataFrame:
+    """Per rewind iteration k, the highest sparsity at which IMP still matches dense (the paper's
+    criterion): a level matches when its mean test accuracy over seeds is at least the dense mean
+    minus ``tolerance`` (default :func:`matching_tolerance`); the row is the sparsest level with
+    every level from dense down to it matching, so a deeper level that matches again after one that
+    fell below does not count. Level 0 (density 1) means that already level 1 falls below."""
+    tolerance = matching_tolerance(curves) if tolerance is None else tolerance
     imp = curves[curves.intervention == "none"]
     rows = []
     for k, line in imp.groupby("rewind_iteration", sort=True):
         line = line.sort_values("level")
-        dense = line.accuracy_mean.iloc[0]
+        dense = float(line.accuracy_mean.iloc[0])
         failing = line.level[line.accuracy_mean < dense - tolerance]
         matched = line[line.level < failing.min()] if len(failing) else line
         last = matched.iloc[-1]
@@ -90,10 +110,51 @@ def matching_density(curves: pd.DataFrame, tolerance: float = 0.01) -> pd.DataFr
                 "rewind_iteration": int(k),
                 "level": int(last.level),
                 "density": float(last.density),
-                "accuracy": float(last.accuracy_mean),
+                "sparsity": 1.0 - float(last.density),
+                "accuracy_mean": float(last.accuracy_mean),
+                "accuracy_std": float(last.accuracy_std),
+                "n_seeds": int(last.n_seeds),
+                "dense_mean": dense,
+                "tolerance": tolerance,
+                "threshold": dense - tolerance,
             }
         )
-    return pd.DataFrame(rows, columns=["rewind_iteration", "level", "density", "accuracy"])
+    return pd.DataFrame(rows, columns=MATCHING_COLUMNS)
+
+
+def matching_markdown(matches: pd.DataFrame) -> str:
+    """The matching table in Markdown, in percent: one row per k with the sparsest matching level."""
+    header = "| k | level | density % | sparsity % | test accuracy % |"
+    rule = "|---:|---:|---:|---:|---:|"
+    body = [
+        f"| {row.rewind_iteration} | {row.level} | {100 * row.density:.1f} | {100 * row.sparsity:.1f} | "
+        + (
+            f"{100 * row.accuracy_mean:.2f} ± {100 * row.accuracy_std:.2f} |"
+            if row.level
+            else "none: level 1 is already below |"
+        )
+        for row in matches.itertuples()
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def matching_note(curves: pd.DataFrame, matches: pd.DataFrame, given: bool = False) -> str:
+    """One sentence stating the matching criterion's numbers and where its tolerance came from."""
+    dense = curves[(curves.intervention == "none") & (curves.level == 0)]
+    seeds = int(dense.n_seeds.iloc[0])
+    first = matches.iloc[0]
+    if given:
+        source = "as given"
+    elif seeds > 1:
+        source = "one standard deviation of dense over seeds"
+    else:
+        source = "a fixed 1 point: one seed has no standard deviation"
+    return (
+        f"IMP matches dense at a level when its mean test accuracy over seeds is at least "
+        f"{100 * first.threshold:.2f}% (dense {100 * first.dense_mean:.2f}% over {seeds} seed(s) − "
+        f"tolerance {100 * first.tolerance:.2f} points, {source}). Per rewind iteration k, the "
+        "sparsest level with every level from dense down to it matching:"
+    )
 
 
 def line_label(rewind_iteration, intervention: str) -> str:
@@ -142,6 +203,12 @@ def telemetry_curves(telemetry: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy_summary(results: pd.DataFrame) -> str:
-    """What an IMP sweep prints at its end: test accuracy vs density for every line."""
+    """What an IMP sweep prints at its end: test accuracy vs density for every line, and how far
+    each rewind iteration matches dense."""
+    curves = imp_curves(results)
     heading = f"Test accuracy (%) by density, mean ± std over {results.seed.nunique()} seed(s):"
-    return f"{heading}\n\n{markdown_table(imp_curves(results))}"
+    text = f"{heading}\n\n{markdown_table(curves)}"
+    matches = matching_table(curves)
+    if len(matches):
+        text += f"\n\n{matching_note(curves, matches)}\n\n{matching_markdown(matches)}"
+    return text

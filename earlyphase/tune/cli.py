@@ -71,12 +71,23 @@ def resolve_sweep(
     presets: dict[str, Spec], args: argparse.Namespace, flags: list, spec_class: type[Spec] = SweepSpec
 ) -> Spec:
     """The preset (or ``--config``) with every given flag applied. ``--levels`` without
-    ``--intervention-levels`` drops the intervention levels it cuts off."""
+    ``--intervention-levels`` drops the intervention levels it cuts off; ``--steps`` without
+    ``--milestones`` puts the lr milestones at the same fractions of the new length
+    (:meth:`~earlyphase.specs.RunSpec.scaled_milestones`; warmup and rewind iterations stay as given)."""
     sweep = load_config(spec_class, args.config) if args.config else presets[args.preset]
     if getattr(args, "spec__levels", None) is not None and args.spec__intervention_levels is None:
         kept = tuple(lv for lv in sweep.intervention_levels if lv <= args.spec__levels)
         sweep = sweep.replace(intervention_levels=kept)
-    return apply_flags(sweep, args, flags)
+    if getattr(args, "spec__run__training__steps", None) is None:
+        return apply_flags(sweep, args, flags)
+    base = sweep.run  # the old milestones may lie beyond the new end: set them after the length
+    sweep = apply_flags(
+        sweep.replace(run=base.replace(training=base.training.replace(milestones=()))), args, flags
+    )
+    if args.spec__run__training__milestones is None:
+        training = sweep.run.training.replace(milestones=sweep.run.scaled_milestones(base))
+        sweep = sweep.replace(run=sweep.run.replace(training=training))
+    return sweep
 
 
 def _experiment_name(family: str, args: argparse.Namespace, storage_path: str) -> str:
