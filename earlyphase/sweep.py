@@ -133,6 +133,7 @@ class SweepSpec(Spec):
             )
 
     def _validate_pretrainings(self) -> None:
+        check_pretraining(self.run)  # what is wrong with the run's own pretraining comes first
         if self.run.pretraining != PretrainingSpec():
             raise SpecError(
                 "a sweep's pretraining is its axis: --modes rotation,blur_2 --pretraining-lengths 500it; "

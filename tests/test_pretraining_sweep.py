@@ -283,3 +283,27 @@ def test_progress_counts_a_sparse_chain_from_its_pretrained_level():
     )
     assert StageProgress.levels_of(running.config) == 5  # levels 4..8
     assert "2/5 levels" in StageProgress("sparse_imp").line([running])
+
+
+def test_branches_after_supervised_pretraining_are_the_branches_rewound_to_p(local_ray, tmp_path):
+    argv = [
+        "--preset",
+        "smoke",
+        "--storage-path",
+        str(tmp_path),
+        "--name",
+        "branches",
+        "--modes",
+        "none,supervised",
+    ]
+    argv += ["--rewind-iterations", "16", "--levels", "1", "--interventions", "random_prune"]
+    assert sweep_main("pretraining", _presets(), "branches", argv) == 0
+    table = pd.read_csv(tmp_path / "branches" / "results.csv")
+    branch = table[table.stage == "branch"].set_index("pretraining")
+    assert sorted(branch.index) == ["none", "supervised"]
+    assert (branch.rewind_iteration == P).all() and (branch.level == 1).all()
+    assert branch.pretraining_iterations.to_dict() == {"none": 0, "supervised": P}
+    # the same state at P, mask and random draws: the same subnetwork trained the same way
+    assert branch.test_accuracy["supervised"] == branch.test_accuracy["none"]
+    imp = table[table.stage == "imp"].set_index("pretraining")
+    assert branch.density["none"] == pytest.approx(imp.density["none"])

@@ -94,6 +94,11 @@ def _plain_line(curves: pd.DataFrame, k) -> pd.DataFrame:
     return plain.sort_values("level")
 
 
+def _reference(ax: Axes, line: pd.DataFrame, **style) -> None:
+    """A reference line: mean accuracy vs density, without the ± std band of the lines compared."""
+    ax.plot(100 * line.density, 100 * line.accuracy_mean, marker="o", markersize=3, **style)
+
+
 def _dense_reference(ax: Axes, curves: pd.DataFrame) -> None:
     dense = curves[(curves.pretraining == NONE) & (curves.level == 0)].accuracy_mean
     if len(dense):
@@ -102,8 +107,8 @@ def _dense_reference(ax: Axes, curves: pd.DataFrame) -> None:
 
 def accuracy_vs_density_by_mode(curves: pd.DataFrame, path: str | Path) -> Path:
     """Figure 7 style: a panel per pretraining (name), IMP after pretraining for P and rewound to
-    P (solid, ±std band, coloured by P); references without pretraining: IMP rewound to k = 0
-    (grey) and to k = P (dashed, P's colour), and dense accuracy (dotted)."""
+    P (solid, coloured by P, ± std band over several seeds); references without pretraining (their
+    means): IMP rewound to k = 0 (grey) and to k = P (dashed, P's colour), and dense (dotted)."""
     names = [n for n in dict.fromkeys(curves.pretraining) if n != NONE]
     colors = _length_colors(curves.loc[curves.pretraining != NONE, "pretraining_iterations"].unique())
     columns = min(3, len(names))
@@ -121,11 +126,11 @@ def accuracy_vs_density_by_mode(curves: pd.DataFrame, path: str | Path) -> Path:
                 label=f"{name}, P={length}",
             )
         if len(zero := _plain_line(curves, 0)):
-            _line(ax, zero, band=False, color="0.45", linewidth=1.4, label="no pretraining, k=0")
+            _reference(ax, zero, color="0.45", linewidth=1.4, label="no pretraining, k=0")
         for length in sorted(mode.pretraining_iterations.unique()):
             if len(at_p := _plain_line(curves, length)):
                 style = {"color": colors[length], "linestyle": "--", "linewidth": 1.2}
-                _line(ax, at_p, band=False, label=f"no pretraining, k={length}", **style)
+                _reference(ax, at_p, label=f"no pretraining, k={length}", **style)
         _dense_reference(ax, curves)
         _density_axis(ax, curves)
         ax.set_title(name, fontsize=11)

@@ -214,7 +214,8 @@ def run_stage(
     grid = tuner.fit()
     if grid.errors:
         raise SweepFailed(f"stage {stage}: {len(grid.errors)} trial(s) failed, first: {grid.errors[0]}")
-    unfinished = [r for r in grid if r.metrics.get("level") != final_level(r.config)]
+    # a trial that never started (interrupted while pending) has no config and no metrics
+    unfinished = [r for r in grid if not r.config or (r.metrics or {}).get("level") != final_level(r.config)]
     if unfinished:
         raise SweepFailed(
             f"stage {stage} was interrupted with {len(unfinished)} unfinished trial(s); "
