@@ -257,24 +257,6 @@ class DynamicsTrial:
     width: int | None = None  # dynamics: the hidden width m (kernel: every width of the sweep)
     lr: float | None = None  # dynamics: the learning rate (None: the task's default)
 
-
-@dataclass(frozen=True)
-class ScoredSweepSpec(SweepSpec):
-    """An IMP sweep whose subset pretrainings may be chosen by example scores (inside a data diet)."""
-
-    @property
-    def scores_subsets(self) -> bool:
-        return True
-
-
-@dataclass(frozen=True)
-class ScoreTrial:
-    """One score network of the scores stage; with ``barriers`` it also scores per-example barriers."""
-
-    seed: int
-    barriers: bool = False
-    stage: str = "scores"
-
     def to_config(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -542,6 +524,27 @@ class EarliestKSearchSpec(SearchSpec):
         while density > self.target_density * (1 + 1e-9):  # 0.8 ** 2 is 0.6400000000000001
             level, density = level + 1, density * (1 - self.run.pruning.fraction)
         return level
+
+
+@dataclass(frozen=True)
+class ScoredSweepSpec(SweepSpec):
+    """An IMP sweep whose subset pretrainings may be chosen by example scores (inside a data diet)."""
+
+    @property
+    def scores_subsets(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class ScoreTrial:
+    """One score network of the scores stage; with ``barriers`` it also scores per-example barriers."""
+
+    seed: int
+    barriers: bool = False
+    stage: str = "scores"
+
+    def to_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
