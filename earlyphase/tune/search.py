@@ -320,7 +320,7 @@ def run_earliest_k_search(search: EarliestKSearchSpec, execution: Execution) -> 
     _quiet_optuna()
     url, name = search.study_url(execution.experiment_dir), execution.name
     base = {"spec": search.run.to_json(), "log_every": execution.log_every, "data_dir": execution.data_dir}
-    plain_dense = tune.with_parameters(dense_trial, mask_refs={})  # no sparse pretraining here
+    plain_dense = tune.with_parameters(dense_trial, mask_refs={}, subset_refs={})  # plain dense run
     dense = run_stage("dense", plain_dense, [Trial("dense", search.seed)], base, execution)
     dense_accuracy = dense[0].metrics["validation_accuracy"]
     config = {**base, "search": search.to_json(), "threshold": dense_accuracy - search.tolerance}
