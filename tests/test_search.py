@@ -153,7 +153,8 @@ def test_earliest_k_smoke_search_reports_the_pareto_front_of_matching_chains(loc
 
 def test_resumed_search_continues_the_study_without_rerunning_finished_trials(local_ray, tmp_path):
     address = ray.get_runtime_context().gcs_address
-    common = ["dense", "--preset", "smoke", "--address", address, "--storage-path", str(tmp_path)]
+    common = ["dense", "--preset", "smoke", "--address", address, "--shared-storage"]
+    common += ["--storage-path", str(tmp_path)]
     common += ["--name", "resume", "--trials", "5", "--steps", "3ep", "--milestones", "2ep"]
     experiment = tmp_path / "resume"
     command = sweep_command(*common, script="search")
