@@ -155,7 +155,8 @@ def test_resumed_search_continues_the_study_without_rerunning_finished_trials(lo
     address = ray.get_runtime_context().gcs_address
     common = ["dense", "--preset", "smoke", "--address", address, "--shared-storage"]
     common += ["--storage-path", str(tmp_path)]
-    common += ["--name", "resume", "--trials", "5", "--steps", "3ep", "--milestones", "2ep"]
+    # trials long enough (20 epochs) that the driver is interrupted while some are still to come
+    common += ["--name", "resume", "--trials", "5", "--steps", "20ep", "--milestones", "10ep"]
     experiment = tmp_path / "resume"
     command = sweep_command(*common, script="search")
     with subprocess.Popen(
