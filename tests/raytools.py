@@ -87,3 +87,13 @@ def stop_cluster(temp_dir: str, timeout: float = 30.0) -> None:
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
+
+
+def sweep_module(name: str):
+    """The sweep script ``sweeps/<name>.py`` as a module (its PRESETS, its commands)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "sweeps" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 import ray
-from raytools import ROOT, sweep_command, sweep_env, trial_dirs, wait_for
+from raytools import sweep_command, sweep_env, sweep_module, trial_dirs, wait_for
 
 from earlyphase.analysis.report import main as report_main
 from earlyphase.commandline import apply_flags
@@ -32,17 +32,8 @@ def local_ray():
     ray.shutdown()
 
 
-def _sweep_module(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "sweeps" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _searches():
-    return _sweep_module("search")
+    return sweep_module("search")
 
 
 def _study(experiment) -> optuna.Study:
@@ -90,7 +81,7 @@ def test_best_command_trains_exactly_the_trial_run_on_the_whole_training_set():
     params = {"lr": 0.0731, "momentum": 0.912, "weight_decay": 2.5e-4, "warmup": 120, "batch_size": 256}
     words = best_command(search, params).split()
     assert words[:2] == ["python", "sweeps/rewind_grid.py"]
-    rewind_grid = _sweep_module("rewind_grid").PRESETS
+    rewind_grid = sweep_module("rewind_grid").PRESETS
     for preset in ("smoke", "quick"):  # whatever the preset, the flags set every field of the run
         p, flags = parser("rewind_grid", rewind_grid, "")
         sweep = apply_flags(rewind_grid[preset], p.parse_args(words[2:]), flags)

@@ -18,6 +18,7 @@ from raytools import (
     progress,
     sweep_command,
     sweep_env,
+    sweep_module,
     trial_dirs,
     wait_for,
 )
@@ -36,19 +37,8 @@ def local_ray():
     ray.shutdown()
 
 
-def _sweep_module(name: str):
-    import importlib.util
-
-    from raytools import ROOT
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "sweeps" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _rewind_presets():
-    return _sweep_module("rewind_grid").PRESETS
+    return sweep_module("rewind_grid").PRESETS
 
 
 def test_smoke_sweep_end_to_end(local_ray, tmp_path, capsys):
@@ -227,7 +217,7 @@ def test_embedded_local_ray_of_the_cli_listens_on_loopback_only(tmp_path):
 
 
 def test_interventions_sweep_writes_its_branches(local_ray, tmp_path):
-    module = _sweep_module("interventions")
+    module = sweep_module("interventions")
     argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "iv"]
     assert sweep_main("interventions", module.PRESETS, "iv", argv) == 0
     table = pd.read_csv(tmp_path / "iv" / "results.csv")
@@ -239,7 +229,7 @@ def test_interventions_sweep_writes_its_branches(local_ray, tmp_path):
 
 
 def test_telemetry_sweep_writes_a_tidy_table(local_ray, tmp_path):
-    module = _sweep_module("telemetry")
+    module = sweep_module("telemetry")
     argv = SMOKE + ["--storage-path", str(tmp_path), "--name", "tel"]
     assert sweep_main("telemetry", module.PRESETS, "tel", argv) == 0
     telemetry = pd.read_csv(tmp_path / "tel" / "telemetry.csv")
