@@ -8,6 +8,11 @@ A run may hold out a validation split from the training set (``DataSpec.validati
 class-balanced and chosen by a fixed generator, so it is the same for every run seed; training
 (and an epoch) covers only the remaining examples. Searches select settings on it, never on the test set.
 
+Two derivatives make CPU-scale runs cheaper (docs/experiments.md A1): ``DataSpec.image_size`` average-pools
+both splits at load (Fashion-MNIST 28×28 → 14×14), ``DataSpec.train_subset`` trains on a fixed
+class-balanced subset of the remaining training examples, the same for every seed. The test set is
+always the whole test split.
+
 Where data live: the ``data_dir`` argument, else ``$EARLYPHASE_DATA_DIR``, else the defaults
 (Debian's ``/usr/share/datasets/fashion-mnist`` for Fashion-MNIST, then ``~/.cache/earlyphase/data``).
 If nothing is found there, torchvision downloads into the given directory (or the cache).
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import copy
+import dataclasses
 import functools
 import gzip
 import os
@@ -36,6 +42,7 @@ DEFAULT_ROOT = Path("~/.cache/earlyphase/data").expanduser()
 FASHION_MNIST_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 PAD = 4  # random crop: pixels of zero padding (value 0 in uint8, i.e. black before normalisation)
 VALIDATION_SEED = 314_159  # the validation split's generator: fixed, independent of every run seed
+SUBSET_SEED = 271_828  # the training subset's generator (DataSpec.train_subset): fixed likewise
 
 
 def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,6 +51,15 @@ def load_split(dataset: str, train: bool, data_dir: str | None = None) -> tuple[
     directory = data_dir or os.environ.get("EARLYPHASE_DATA_DIR")
     resolved = str(Path(directory).expanduser().resolve()) if directory else None
     return _load_cached(dataset, train, resolved)
+
+
+def average_pool(images: torch.Tensor, side: int) -> torch.Tensor:
+    """uint8 images (N, C, H, W) averaged over blocks of (H // side) × (W // side) pixels, rounded to
+    uint8; ``side`` 0 keeps them."""
+    if not side or images.shape[-2:] == (side, side):
+        return images
+    factor = (images.shape[-2] // side, images.shape[-1] // side)
+    return torch.nn.functional.avg_pool2d(images.float(), factor).round_().to(torch.uint8)
 
 
 @functools.lru_cache(maxsize=8)
@@ -266,10 +282,15 @@ class TrainData:
         self.spec = spec
         self.seed = seed
         self.device = torch.device(device)
-        self.info = DATASETS[spec.dataset]
+        self.info = dataclasses.replace(DATASETS[spec.dataset], shape=spec.input_shape)
         self.augment = self.info.default_augment if spec.augment is None else spec.augment
-        train_x, train_y = (t.to(self.device) for t in load_split(spec.dataset, True, data_dir))
-        self.test_x, self.test_y = (t.to(self.device) for t in load_split(spec.dataset, False, data_dir))
+        train_x, train_y = load_split(spec.dataset, True, data_dir)
+        test_x, test_y = load_split(spec.dataset, False, data_dir)
+        train_x, train_y = average_pool(train_x, spec.image_size).to(self.device), train_y.to(self.device)
+        self.test_x, self.test_y = (
+            average_pool(test_x, spec.image_size).to(self.device),
+            test_y.to(self.device),
+        )
         self.validation_x = self.validation_y = None
         if spec.validation_examples:
             held_out = validation_indices(train_y, spec.validation_examples, self.info.num_classes)
@@ -278,6 +299,10 @@ class TrainData:
             kept[held_out] = False
             self.validation_x, self.validation_y = train_x[held_out], train_y[held_out]
             train_x, train_y = train_x[kept], train_y[kept]
+        if spec.train_subset:
+            subset = balanced_subset(train_y, spec.train_subset, self.info.num_classes, SUBSET_SEED)
+            subset = subset.to(self.device)
+            train_x, train_y = train_x[subset], train_y[subset]
         # The epoch of the lr schedule and of step strings; a view keeps it while its own epochs differ.
         self.iterations_per_epoch = -(-len(train_x) // spec.batch_size)
         channels = len(self.info.mean)

@@ -43,7 +43,8 @@ def check_run(spec: RunSpec) -> None:
     architecture fits the dataset's images, ``layers_to_ignore`` names prunable weights, and the
     pretraining fits the data and the schedule. Builds the model once on the CPU."""
     info = dataset_info(spec.data.dataset)
-    Mask.dense(build_model(spec.model, info.num_classes, info.shape, seed=0), spec.pruning.layers_to_ignore)
+    model = build_model(spec.model, info.num_classes, spec.data.input_shape, seed=0)
+    Mask.dense(model, spec.pruning.layers_to_ignore)
     check_pretraining(spec)
 
 

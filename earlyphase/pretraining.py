@@ -128,7 +128,7 @@ def check_pretraining(run: RunSpec) -> int:
             f"it must be shorter than {run.training.steps} ({run.total_iterations} iterations)"
         )
     info = DATASETS[run.data.dataset]
-    _, height, width = info.shape
+    _, height, width = run.data.input_shape
     if spec.mode == "rotation" and height != width:
         raise SpecError(f"rotation pretraining needs square images; {info.name} is {height}×{width}")
     if spec.mode == "blur" and (height % spec.blur_factor or width % spec.blur_factor):

@@ -137,6 +137,12 @@ class DataSpec(Spec):
     validation_examples: int = option(
         0, "training examples held out for validation: class-balanced, the same for every seed (0: none)"
     )
+    image_size: int = option(
+        0, "image side after average-pooling each image by an integer factor at load (0: native)"
+    )
+    train_subset: int = option(
+        0, "train on a fixed class-balanced subset of this many examples, the same for every seed (0: all)"
+    )
 
     def validate(self) -> None:
         info = dataset_info(self.dataset)
@@ -148,18 +154,39 @@ class DataSpec(Spec):
                 f"validation_examples must be a multiple of {info.num_classes} classes in "
                 f"[0, {info.train_size}) for {self.dataset}, got {held_out}"
             )
+        _, height, width = info.shape
+        side = self.image_size
+        if side < 0 or (side and (height % side or width % side)):
+            raise SpecError(
+                f"image_size must divide {self.dataset}'s {height}×{width} images (or be 0), got {side}"
+            )
+        available = info.train_size - held_out
+        if not 0 <= self.train_subset <= available or self.train_subset % info.num_classes:
+            raise SpecError(
+                f"train_subset must be a multiple of {info.num_classes} classes in [0, {available}] for "
+                f"{self.dataset}, got {self.train_subset}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        """Without ``validation_examples`` when 0, so a run without a validation split keys as before."""
+        """Without the derivative fields (validation split, pooling, subset) when 0, so a run on the
+        plain dataset keys as before they existed."""
         values = super().to_dict()
-        if not self.validation_examples:
-            del values["validation_examples"]
+        for name in ("validation_examples", "image_size", "train_subset"):
+            if not values[name]:
+                del values[name]
         return values
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images a model sees: the dataset's, or pooled to ``image_size``."""
+        channels, height, width = dataset_info(self.dataset).shape
+        side = self.image_size
+        return (channels, side, side) if side else (channels, height, width)
+
+    @property
     def train_examples(self) -> int:
-        """The examples trained on: the training set less the validation split."""
-        return dataset_info(self.dataset).train_size - self.validation_examples
+        """The examples trained on: the subset, else the training set less the validation split."""
+        return self.train_subset or dataset_info(self.dataset).train_size - self.validation_examples
 
     @property
     def iterations_per_epoch(self) -> int:

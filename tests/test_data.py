@@ -323,3 +323,41 @@ def test_fashion_mnist_validation_split_is_500_per_class():
     assert torch.bincount(td.validation_y, minlength=10).tolist() == [500] * 10
     assert torch.bincount(td.train_y, minlength=10).tolist() == [5500] * 10  # 6,000 of each class in all
     assert (len(td.train_x), td.iterations_per_epoch) == (55_000, 430)
+
+
+# --- derivatives: pooled images, a fixed training subset ------------------------------------------
+
+
+def test_average_pool_is_the_rounded_mean_of_each_block():
+    rows = [[0, 2, 10, 10], [4, 6, 10, 11], [255, 255, 1, 0], [255, 255, 0, 0]]
+    images = torch.tensor(rows, dtype=torch.uint8).view(1, 1, 4, 4)
+    pooled = data.average_pool(images, 2)
+    assert pooled.dtype == torch.uint8
+    assert pooled.view(2, 2).tolist() == [[3, 10], [255, 0]]  # 41/4 = 10.25 -> 10, 1/4 -> 0
+    assert data.average_pool(images, 1).item() == 67  # 1074 / 16 = 67.125
+    assert data.average_pool(images, 4) is images  # native side: unchanged
+
+
+def test_pooled_subset_is_fixed_balanced_and_beside_the_validation_split():
+    spec = DataSpec("synthetic", batch_size=64, validation_examples=500, image_size=8, train_subset=1000)
+    a, b = TrainData(spec, seed=0), TrainData(spec, seed=3)
+    assert (
+        a.info.shape == (3, 8, 8) and a.train_x.shape == (1000, 3, 8, 8) and a.test_x.shape == (1024, 3, 8, 8)
+    )
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(
+        a.train_y, b.train_y
+    )  # one subset for every seed
+    assert torch.bincount(a.train_y, minlength=10).tolist() == [100] * 10
+    assert (a.train_size, a.iterations_per_epoch, spec.iterations_per_epoch) == (1000, 16, 16)
+    images, labels = load_split("synthetic", True)
+    held = data.validation_indices(labels, 500, 10)
+    kept = torch.ones(len(labels), dtype=torch.bool)
+    kept[held] = False
+    pooled = images.float().view(-1, 3, 8, 2, 8, 2).mean((3, 5)).round().to(torch.uint8)
+    subset = data.balanced_subset(labels[kept], 1000, 10, data.SUBSET_SEED)
+    assert torch.equal(a.train_x, pooled[kept][subset]) and torch.equal(a.train_y, labels[kept][subset])
+    assert torch.equal(a.validation_x, pooled[held])  # validation: pooled, never in the subset
+    test_images, _ = load_split("synthetic", False)
+    assert torch.equal(
+        a.test_x, test_images.float().view(-1, 3, 8, 2, 8, 2).mean((3, 5)).round().to(torch.uint8)
+    )

@@ -152,3 +152,29 @@ def test_validation_split_sizes_are_refused_with_one_line(examples):
     with pytest.raises(SpecError, match="multiple of 10 classes") as info:
         DataSpec("fashion_mnist", validation_examples=examples)
     assert "\n" not in str(info.value)
+
+
+def test_pooled_subset_is_keyed_only_when_used():
+    plain = DataSpec("fashion_mnist")
+    assert not {"image_size", "train_subset"} & set(plain.to_dict())
+    derived = DataSpec("fashion_mnist", image_size=14, train_subset=20_000)
+    assert derived.to_dict()["image_size"] == 14 and derived.to_dict()["train_subset"] == 20_000
+    assert len({plain.key(), derived.key(), derived.replace(image_size=7).key()}) == 3
+    assert DataSpec.from_json(derived.to_json()) == derived
+    assert derived.input_shape == (1, 14, 14) and plain.input_shape == (1, 28, 28)
+    assert (derived.train_examples, derived.iterations_per_epoch) == (20_000, 157)  # ceil(20000 / 128)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"image_size": 5}, "image_size must divide fashion_mnist's 28×28"),
+        ({"image_size": -2}, "image_size must divide"),
+        ({"train_subset": 1005}, r"train_subset must be a multiple of 10 classes in \[0, 60000\]"),
+        ({"train_subset": 60_000, "validation_examples": 5000}, r"in \[0, 55000\]"),
+    ],
+)
+def test_pooled_subset_sizes_are_refused_with_one_line(fields, message):
+    with pytest.raises(SpecError, match=message) as info:
+        DataSpec("fashion_mnist", **fields)
+    assert "\n" not in str(info.value)
