@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pandas as pd
@@ -23,6 +24,7 @@ from raytools import (
     wait_for,
 )
 
+from earlyphase.tune import trainables
 from earlyphase.tune.cli import main as sweep_main
 from earlyphase.tune.connect import start_ray
 
@@ -280,3 +282,20 @@ def test_a_request_no_node_can_hold_is_reported_within_a_minute(local_ray, tmp_p
     assert any("[earlyphase] dense: no trial could start for 60 s" in line for line in seen), "".join(seen)
     assert elapsed < 120
     assert sum("no trial could start" in line for line in seen) == 1  # said once, not logged forever
+
+
+def test_trial_workers_print_unraisable_errors_but_not_the_exit_of_rays_sigterm(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "unraisablehook", trainables._quiet_exit_in_callbacks)
+
+    class ExitsWhenCollected:  # as Ray's SIGTERM handler raising SystemExit inside a callback
+        def __del__(self):
+            raise SystemExit(1)
+
+    class FailsWhenCollected:
+        def __del__(self):
+            raise ValueError("a real error")
+
+    ExitsWhenCollected()
+    FailsWhenCollected()
+    err = capsys.readouterr().err
+    assert "SystemExit" not in err and "ValueError: a real error" in err

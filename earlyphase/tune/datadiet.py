@@ -30,7 +30,7 @@ from earlyphase.specs import RunSpec, ScoreSpec
 from earlyphase.store import load_tensors, save_tensors
 from earlyphase.sweep import DataDietSpec, ScoreTrial
 from earlyphase.tune.engine import Execution, Outcome, imp_results, run_imp_stages, run_stage, write_table
-from earlyphase.tune.trainables import CHECKPOINT_FILE, trial_threads
+from earlyphase.tune.trainables import CHECKPOINT_FILE, trial_worker_setup
 
 BARRIER = "barrier"
 
@@ -39,7 +39,7 @@ def score_trial(config: dict) -> None:
     """Train one score network for ``score_steps`` and score the training set; with ``barriers``,
     also train two copies of it from there to the run's end with different data orders and score
     each example's midpoint loss barrier. One report (level 0), the scores in its checkpoint."""
-    trial_threads()
+    trial_worker_setup()
     trial = ScoreTrial(**config["trial"])
     run, scoring = RunSpec.from_json(config["spec"]), ScoreSpec.from_json(config["scoring"])
     start = time.perf_counter()

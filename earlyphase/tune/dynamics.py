@@ -13,7 +13,6 @@ like the IMP stages: on ``--resume`` finished trials are kept.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import pandas as pd
 import ray
-import torch
 from ray import tune
 
 from earlyphase.analysis.dynamics_tables import sweep_summary
@@ -29,15 +27,14 @@ from earlyphase.linear_dynamics import dynamics_data, kernel_error_table, run_dy
 from earlyphase.results import DYNAMICS_COLUMNS, KERNEL_COLUMNS
 from earlyphase.sweep import DynamicsSweepSpec, DynamicsTrial
 from earlyphase.tune.engine import Execution, Outcome, run_stage, write_table
+from earlyphase.tune.trainables import trial_worker_setup
 
 TABLE_FILE = "table.csv"
 
 
 def _setup(config: dict) -> tuple[DynamicsSweepSpec, DynamicsTrial]:
     """Threads as many as the trial's CPUs; the sweep and the trial from the Tune config."""
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    trial_worker_setup()
     return DynamicsSweepSpec.from_json(config["sweep"]), DynamicsTrial.from_config(config["trial"])
 
 

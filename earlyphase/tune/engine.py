@@ -59,6 +59,23 @@ class Execution:
     def experiment_dir(self) -> str:
         return storage.join(self.storage_path, self.name)
 
+    def with_resources(self, trainable: Callable) -> Callable:
+        """``trainable`` asking for each trial's CPUs and GPUs."""
+        return tune.with_resources(trainable, {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial})
+
+    def run_config(self, stage: str, progress: tune.Callback) -> tune.RunConfig:
+        """Tune's RunConfig of one stage: its directory in the experiment, retries of failed trials
+        from their last checkpoint (one kept), artifacts synced, ``progress`` the only output."""
+        return tune.RunConfig(
+            name=stage,
+            storage_path=self.experiment_dir,
+            failure_config=tune.FailureConfig(max_failures=self.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=[progress],
+            verbose=0,
+        )
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -187,8 +204,7 @@ def run_stage(
     ``label`` names a trial's directory and ``final_level`` says which ``level`` a finished trial
     reports last (both from its Tune config, module-level so Tune can pickle them); a stage whose
     trials did not all get there was interrupted. Returns Tune's ResultGrid."""
-    resources = {"cpu": execution.cpus_per_trial, "gpu": execution.gpus_per_trial}
-    trainable = tune.with_resources(trainable, resources)
+    trainable = execution.with_resources(trainable)
     path = storage.join(execution.experiment_dir, stage)
     if execution.resume and tune.Tuner.can_restore(path):  # its StageProgress callback comes back too
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
@@ -200,15 +216,7 @@ def run_stage(
                 trial_dirname_creator=lambda trial: f"{label(trial.config)}_{trial.trial_id}",
                 reuse_actors=False,  # a trial's reported pid is its own worker, never another trial's
             ),
-            run_config=tune.RunConfig(
-                name=stage,
-                storage_path=execution.experiment_dir,
-                failure_config=tune.FailureConfig(max_failures=execution.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                sync_config=tune.SyncConfig(sync_artifacts=True),
-                callbacks=[StageProgress(stage)],
-                verbose=0,
-            ),
+            run_config=execution.run_config(stage, StageProgress(stage)),
         )
     print(f"[earlyphase] stage {stage}: {len(trials)} trial(s)", flush=True)
     grid = tuner.fit()

@@ -22,7 +22,6 @@ searcher's state with them) and the study continues with the trials still to run
 
 from __future__ import annotations
 
-import logging
 import math
 import shlex
 import time
@@ -31,7 +30,6 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import ray
-import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
@@ -47,7 +45,13 @@ from earlyphase.sweep import NO_PRETRAINING, DenseSearchSpec, EarliestKSearchSpe
 from earlyphase.tune import storage
 from earlyphase.tune.engine import Execution, Outcome, SweepFailed, _share_dense, run_stage, write_table
 from earlyphase.tune.progress import StageProgress, _duration
-from earlyphase.tune.trainables import CHECKPOINT_FILE, _curve_writer, _report, dense_trial
+from earlyphase.tune.trainables import (
+    CHECKPOINT_FILE,
+    _curve_writer,
+    _report,
+    dense_trial,
+    trial_worker_setup,
+)
 
 SEARCH_STAGE = "search"
 K_PARAMETER = "k_plus_1"  # k is drawn log-uniformly as k + 1, so that k = 0 can be proposed
@@ -130,9 +134,7 @@ def earliest_k_searcher(search: EarliestKSearchSpec, study_url: str, study_name:
 
 def _imp(run: RunSpec, seed: int, config: dict) -> IMP:
     """The trial's IMP, with as many threads as its CPUs (like the engine's trainables)."""
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
-    torch.set_num_threads(max(1, int(cpus)))
+    trial_worker_setup()
     return IMP(run, seed, data_dir=config.get("data_dir"))
 
 
@@ -245,8 +247,7 @@ def run_search_stage(
     """Run (or, on ``--resume``, restore and finish) the search: a Tune experiment of ``trials``
     trials proposed by ``searcher()`` (called only for a new experiment: a restored one brings its
     searcher's state back), each seeing ``config`` plus its sampled parameters and ``study_trial``."""
-    resources = {"cpu": execution.cpus_per_trial, "gpu": execution.gpus_per_trial}
-    trainable = tune.with_resources(trainable, resources)
+    trainable = execution.with_resources(trainable)
     path = storage.join(execution.experiment_dir, SEARCH_STAGE)
     if execution.resume and tune.Tuner.can_restore(path):  # unpickles: only on --resume
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
@@ -261,15 +262,7 @@ def run_search_stage(
                 reuse_actors=True,  # a trial's worker keeps torch and the dataset loaded for the next
                 trial_dirname_creator=lambda trial: f"{_label(trial.config)}_{trial.trial_id}",
             ),
-            run_config=tune.RunConfig(
-                name=SEARCH_STAGE,
-                storage_path=execution.experiment_dir,
-                failure_config=tune.FailureConfig(max_failures=execution.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                sync_config=tune.SyncConfig(sync_artifacts=True),
-                callbacks=[SearchProgress(SEARCH_STAGE, trials)],
-                verbose=0,
-            ),
+            run_config=execution.run_config(SEARCH_STAGE, SearchProgress(SEARCH_STAGE, trials)),
         )
     print(f"[earlyphase] stage {SEARCH_STAGE}: {trials} trial(s) proposed by Optuna", flush=True)
     grid = tuner.fit()

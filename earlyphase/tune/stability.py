@@ -32,7 +32,7 @@ from earlyphase.results import EXAMPLE_BARRIER_COLUMNS, STABILITY_COLUMNS
 from earlyphase.store import load_tensors, save_tensors
 from earlyphase.sweep import StabilitySpec, StabilityTrial
 from earlyphase.tune.engine import Execution, Outcome, imp_results, run_imp_stages, run_stage, write_table
-from earlyphase.tune.trainables import CHECKPOINT_FILE, trial_threads
+from earlyphase.tune.trainables import CHECKPOINT_FILE, trial_worker_setup
 
 PATH_COLUMNS = ("alpha", "test_error", "test_loss", "train_error", "train_loss")
 
@@ -41,7 +41,7 @@ def stability_trial(config: dict, dense_refs: dict, mask_refs: dict) -> None:
     """From the (seed, pretraining) run's state at k (level 0) or that state under the level's mask,
     train two copies to the end with different data orders; evaluate the line between them and the
     per-example midpoint barriers. One report, the path and barriers in its checkpoint."""
-    trial_threads()
+    trial_worker_setup()
     trial = StabilityTrial(**config["trial"])
     spec = StabilitySpec.from_json(config["stability"])
     run = spec.sweep.run.replace(pretraining=trial.pretraining_spec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,16 +30,25 @@ CHECKPOINT_FILE = "state.pt"
 TELEMETRY_FILE = "telemetry.csv"
 
 
-def trial_threads() -> None:
-    """Threads as many as the trial's CPUs; no line per checkpoint in the driver's output."""
+def trial_worker_setup() -> None:
+    """Threads as many as the trial's CPUs; no line per checkpoint in the driver's output, nor a
+    traceback when Ray's SIGTERM of a finished trial's worker lands inside a weakref callback."""
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+    sys.unraisablehook = _quiet_exit_in_callbacks
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
 
 
+def _quiet_exit_in_callbacks(unraisable) -> None:
+    """Python can only print (not raise) the SystemExit of Ray's SIGTERM handler when the signal
+    arrives during a weakref callback or ``__del__``; Ray kills the worker anyway. Others print."""
+    if not isinstance(unraisable.exc_value, SystemExit):
+        sys.__unraisablehook__(unraisable)
+
+
 def _setup(config: dict) -> tuple[IMP, Trial]:
     """Threads as many as the trial's CPUs, the GPU Ray assigned (or the CPU), the data loaded."""
-    trial_threads()
+    trial_worker_setup()
     trial = Trial.from_config(config["trial"])
     run = RunSpec.from_json(config["spec"]).replace(pretraining=trial.pretraining_spec)
     return IMP(run, trial.seed, data_dir=config.get("data_dir")), trial
