@@ -3,13 +3,11 @@ names and keys, the refusals before launch, the tables' analysis, and both smoke
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 import pytest
 import ray
 import torch
-from raytools import ROOT, progress, trial_dirs
+from raytools import progress, sweep_module, trial_dirs
 
 from earlyphase.analysis.datadiet import (
     averaged_scores,
@@ -36,10 +34,7 @@ SMOKE_RUN = get_run("smoke_synthetic")  # 4096 training examples, 10 classes, 12
 
 
 def _presets(name: str) -> dict:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "sweeps" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PRESETS
+    return sweep_module(name).PRESETS
 
 
 # --- subsets as pretraining -----------------------------------------------------------------------

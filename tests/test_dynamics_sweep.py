@@ -3,13 +3,11 @@ smoke preset through a real (loopback) Ray: dynamics.csv, kernel.csv, TensorBoar
 
 from __future__ import annotations
 
-import importlib.util
-
 import pandas as pd
 import pytest
 import ray
 import torch
-from raytools import ROOT, trial_dirs
+from raytools import sweep_module, trial_dirs
 
 from earlyphase.analysis.dynamics_tables import discrepancy_summary, early_step
 from earlyphase.analysis.report import main as report_main
@@ -26,10 +24,7 @@ RUNNER = "earlyphase.tune.dynamics:run_dynamics_sweep"
 
 
 def _presets() -> dict[str, DynamicsSweepSpec]:
-    spec = importlib.util.spec_from_file_location("linear_dynamics", ROOT / "sweeps" / "linear_dynamics.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PRESETS
+    return sweep_module("linear_dynamics").PRESETS
 
 
 def _sweep(argv: list[str]) -> int:

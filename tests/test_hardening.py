@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from raytools import sweep_module
 
 from earlyphase.__main__ import main as run_main
 from earlyphase.errors import SpecError
@@ -26,12 +27,7 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _presets():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rewind_grid", ROOT / "sweeps" / "rewind_grid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PRESETS
+    return sweep_module("rewind_grid").PRESETS
 
 
 def _refused(argv: list[str], capsys) -> str:

@@ -3,13 +3,12 @@ before launch, the report's section on a hand-written table, and the smoke prese
 
 from __future__ import annotations
 
-import importlib.util
 import types
 
 import pandas as pd
 import pytest
 import ray
-from raytools import ROOT, progress, trial_dirs
+from raytools import progress, sweep_module, trial_dirs
 
 from earlyphase.analysis.pretraining import fixed_density_levels, pretraining_curves, pretraining_table
 from earlyphase.analysis.report import write_report
@@ -30,10 +29,7 @@ SMOKE_NAMES = {  # canonical name → P of the smoke preset
 
 
 def _presets() -> dict[str, SweepSpec]:
-    spec = importlib.util.spec_from_file_location("pretraining_sweep", ROOT / "sweeps" / "pretraining.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PRESETS
+    return sweep_module("pretraining").PRESETS
 
 
 # --- the grid ------------------------------------------------------------------------------------
