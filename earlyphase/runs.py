@@ -43,6 +43,16 @@ RUNS: dict[str, RunSpec] = {
         ),
         pruning=PruningSpec(fraction=0.2),
     ),
+    # CPU scale with an early phase (docs/experiments.md A1): ResNet-8 at a high lr without warmup on
+    # Fashion-MNIST pooled to 14×14, a fixed 20,000-example subset; each level prunes half the survivors.
+    "fashion_mnist14_resnet8": RunSpec(
+        data=DataSpec("fashion_mnist", batch_size=128, image_size=14, train_subset=20_000),
+        model=ModelSpec("resnet8"),
+        training=TrainingSpec(
+            steps="1200it", lr=0.8, momentum=0.9, weight_decay=1e-4, milestones=("900it",), eval_every="600it"
+        ),
+        pruning=PruningSpec(fraction=0.5),
+    ),
     # Seconds: a small MLP on the procedural dataset, for tests.
     "smoke_synthetic": RunSpec(
         data=DataSpec("synthetic", batch_size=64),

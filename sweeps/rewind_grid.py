@@ -1,6 +1,7 @@
 """IMP with rewinding over a grid of rewind iterations (Frankle et al. 2020, Figure 1).
 
 python sweeps/rewind_grid.py                  # quick: Fashion-MNIST, minutes on a laptop
+python sweeps/rewind_grid.py --preset cpu_early_phase   # the early-phase finding on 2 CPU cores
 python sweeps/rewind_grid.py --preset paper   # ResNet-20 on CIFAR-10, on a GPU cluster
 python sweeps/rewind_grid.py --preset paper_resnet56   # or paper_vgg16: the same grid, other networks
 python sweeps/rewind_grid.py --model resnet14 --width 2 --lr 0.2 --levels 3   # any spec field
@@ -43,6 +44,17 @@ PRESETS = {
         rewind_iterations=(0, 100, 500),
         levels=8,
         interventions=BASELINES,
+    ),
+    # ≈ 20 min on 2 CPU cores: the early-phase finding at CPU scale (docs/experiments.md A1), 3 seeds,
+    # IMP to 3.1 % density (50 % per level), baselines where k = 0 stops matching
+    "cpu_early_phase": SweepSpec(
+        run=get_run("fashion_mnist14_resnet8"),
+        seeds=(0, 1, 2),
+        rewind_iterations=(0, 50, 100),
+        levels=5,
+        interventions=BASELINES,
+        intervention_levels=(3, 5),
+        intervention_rewind_iterations=(0,),
     ),
     # the paper's grid on ResNet-20, ResNet-56 and VGG-16 (output layer never pruned), CIFAR-10
     "paper": paper_grid("paper_resnet20_cifar10"),

@@ -9,9 +9,11 @@ import typing
 from pathlib import Path
 
 import pytest
+from raytools import sweep_module
 
 from earlyphase.__main__ import main as run_main
 from earlyphase.commandline import spec_flags
+from earlyphase.imp import check_run
 from earlyphase.specs import RunSpec
 from earlyphase.sweep import SweepSpec, Trial
 from earlyphase.tune.cli import main as sweep_main
@@ -22,12 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _presets(name: str) -> dict[str, SweepSpec]:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, ROOT / "sweeps" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.PRESETS
+    return sweep_module(name).PRESETS
 
 
 def _resolve(argv: list[str], family: str = "rewind_grid") -> SweepSpec:
@@ -244,3 +241,24 @@ def test_fields_valid_only_together_can_be_given_together(capsys):
         ("none", 0),
         ("blur_2", 100),
     ]
+
+
+def test_cpu_early_phase_preset_is_the_documented_grid():
+    sweep = _resolve(["--preset", "cpu_early_phase"])
+    run = sweep.run
+    assert (run.data.dataset, run.data.image_size, run.data.train_subset) == ("fashion_mnist", 14, 20_000)
+    assert (run.model.name, run.model.width, run.pruning.fraction) == ("resnet8", 1, 0.5)
+    training = run.training
+    assert (training.lr, training.warmup, training.milestones, training.data_order) == (
+        0.8,
+        "0it",
+        ("900it",),
+        "fresh",
+    )
+    assert (run.total_iterations, run.data.iterations_per_epoch) == (1200, 157)  # 7.6 epochs of 20,000
+    assert (sweep.seeds, sweep.rewind_iterations, sweep.levels) == ((0, 1, 2), (0, 50, 100), 5)
+    assert (sweep.intervention_levels, sweep.intervention_rewind_iterations) == ((3, 5), (0,))
+    # 3 dense runs, 9 chains of 5 levels, 12 baseline runs: 60 trainings of 1,200 iterations or fewer
+    assert len(sweep.imp_trials()) == 9 and len(sweep.branch_trials()) == 12
+    check_run(run)  # ResNet-8 builds on 14×14 images
+    assert _resolve(["--preset", "cpu_early_phase", "--image-size", "7"]).run.data.input_shape == (1, 7, 7)

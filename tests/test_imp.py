@@ -2,6 +2,7 @@
 
 import contextlib
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from earlyphase.masks import Mask
 from earlyphase.runs import get_run
 from earlyphase.specs import ModelSpec, TrainingSpec
 from earlyphase.training import autocast
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 K = 20
 
@@ -239,3 +242,24 @@ def test_levels_report_validation_accuracy_when_a_split_is_held_out():
     assert (dense.metrics["validation_loss"], dense.metrics["validation_accuracy"]) == (loss, accuracy)
     assert 0.3 < accuracy < 1  # learned (chance: 0.1)
     assert "validation_accuracy" not in IMP(get_run("smoke_synthetic"), seed=0).dense([]).metrics
+
+
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_cpu_early_phase_run_trains_on_pooled_subset_and_halves_the_weights_per_level():
+    run = get_run("fashion_mnist14_resnet8")
+    short = run.replace(
+        data=run.data.replace(train_subset=500),
+        training=run.training.replace(steps="8it", milestones=("6it",), eval_every="8it"),
+    )
+    imp = IMP(short, seed=0, device="cpu")
+    assert imp.data.train_x.shape == (500, 1, 14, 14) and imp.data.test_x.shape == (10_000, 1, 14, 14)
+    dense = imp.dense([4])
+    total = dense.mask.total
+    assert (
+        total == 77_072
+    )  # ResNet-8 width 1: 144 + 4,608 + 14,336 + 57,344 conv weights (shortcuts too) + 640 fc
+    previous = dense
+    for level in (1, 2):
+        previous = imp.level(level, 4, dense.rewind_states[4], previous)
+        assert previous.mask.kept == total // 2**level  # round(0.5 × an even count) each level
+        assert 0 < previous.metrics["test_accuracy"] <= 1 and previous.metrics["iterations"] == 4
