@@ -45,8 +45,8 @@ PRESETS = {
         levels=8,
         interventions=BASELINES,
     ),
-    # ≈ 20 min on 2 CPU cores: the early-phase finding at CPU scale (docs/experiments.md A1), 3 seeds,
-    # IMP to 3.1 % density (50 % per level), baselines where k = 0 stops matching
+    # 25 min on 2 CPU cores: the early-phase finding at CPU scale (docs/experiments.md A1), 3 seeds,
+    # IMP to 3.1 % density (50 % per level), baselines at the middle and the deepest level
     "cpu_early_phase": SweepSpec(
         run=get_run("fashion_mnist14_resnet8"),
         seeds=(0, 1, 2),
