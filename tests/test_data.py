@@ -341,23 +341,24 @@ def test_average_pool_is_the_rounded_mean_of_each_block():
 def test_pooled_subset_is_fixed_balanced_and_beside_the_validation_split():
     spec = DataSpec("synthetic", batch_size=64, validation_examples=500, image_size=8, train_subset=1000)
     a, b = TrainData(spec, seed=0), TrainData(spec, seed=3)
-    assert (
-        a.info.shape == (3, 8, 8) and a.train_x.shape == (1000, 3, 8, 8) and a.test_x.shape == (1024, 3, 8, 8)
-    )
-    assert torch.equal(a.train_x, b.train_x) and torch.equal(
-        a.train_y, b.train_y
-    )  # one subset for every seed
+    assert a.info.shape == (3, 8, 8) and a.train_x.shape == (1000, 3, 8, 8)
+    assert a.test_x.shape == (1024, 3, 8, 8)
+    # one subset for every seed
+    assert torch.equal(a.train_x, b.train_x) and torch.equal(a.train_y, b.train_y)
     assert torch.bincount(a.train_y, minlength=10).tolist() == [100] * 10
     assert (a.train_size, a.iterations_per_epoch, spec.iterations_per_epoch) == (1000, 16, 16)
     images, labels = load_split("synthetic", True)
     held = data.validation_indices(labels, 500, 10)
     kept = torch.ones(len(labels), dtype=torch.bool)
     kept[held] = False
-    pooled = images.float().view(-1, 3, 8, 2, 8, 2).mean((3, 5)).round().to(torch.uint8)
+    pooled = _mean_of_2x2_blocks(images)
     subset = data.balanced_subset(labels[kept], 1000, 10, data.SUBSET_SEED)
     assert torch.equal(a.train_x, pooled[kept][subset]) and torch.equal(a.train_y, labels[kept][subset])
     assert torch.equal(a.validation_x, pooled[held])  # validation: pooled, never in the subset
     test_images, _ = load_split("synthetic", False)
-    assert torch.equal(
-        a.test_x, test_images.float().view(-1, 3, 8, 2, 8, 2).mean((3, 5)).round().to(torch.uint8)
-    )
+    assert torch.equal(a.test_x, _mean_of_2x2_blocks(test_images))
+
+
+def _mean_of_2x2_blocks(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 16, 16) uint8 → (N, 3, 8, 8): each pixel the rounded mean of its 2×2 block."""
+    return images.float().view(-1, 3, 8, 2, 8, 2).mean((3, 5)).round().to(torch.uint8)
