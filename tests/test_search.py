@@ -146,8 +146,10 @@ def test_resumed_search_continues_the_study_without_rerunning_finished_trials(lo
     address = ray.get_runtime_context().gcs_address
     common = ["dense", "--preset", "smoke", "--address", address, "--shared-storage"]
     common += ["--storage-path", str(tmp_path)]
-    # trials long enough (20 epochs) that the driver is interrupted while some are still to come
+    # trials long enough (20 epochs, none stopped early by ASHA) that the driver is interrupted while
+    # some are still to come, even on an idle machine
     common += ["--name", "resume", "--trials", "5", "--steps", "20ep", "--milestones", "10ep"]
+    common += ["--grace-period", "20"]
     experiment = tmp_path / "resume"
     command = sweep_command(*common, script="search")
     with subprocess.Popen(
