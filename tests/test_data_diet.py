@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import ray
 import torch
 from raytools import progress, sweep_module, trial_dirs
 
@@ -28,7 +27,6 @@ from earlyphase.scores import subset_indices
 from earlyphase.specs import PretrainingSpec
 from earlyphase.sweep import SweepSpec
 from earlyphase.tune.cli import main as sweep_main
-from earlyphase.tune.connect import start_ray
 
 SMOKE_RUN = get_run("smoke_synthetic")  # 4096 training examples, 10 classes, 128 iterations
 
@@ -163,13 +161,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(family, extra, message
 
 
 # --- the smoke sweeps through Ray ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    start_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def test_data_diet_smoke_scores_subsets_and_pretrains_on_them(local_ray, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-import ray
 import torch
 from raytools import sweep_module, trial_dirs
 
@@ -17,7 +16,6 @@ from earlyphase.results import DYNAMICS_COLUMNS, KERNEL_COLUMNS
 from earlyphase.specs import DynamicsSpec
 from earlyphase.sweep import DynamicsSweepSpec, DynamicsTrial
 from earlyphase.tune.cli import main as sweep_main
-from earlyphase.tune.connect import start_ray
 
 torch.set_num_threads(1)
 RUNNER = "earlyphase.tune.dynamics:run_dynamics_sweep"
@@ -132,13 +130,6 @@ def test_early_step_and_the_discrepancy_summary():
     assert (summary.early_step, summary.last_step, summary.seeds) == (1, 100, 2)
     assert summary.train_early == pytest.approx(0.002) and summary.test_last == pytest.approx(0.2)
     assert summary.accuracy_network == pytest.approx(0.6) and summary.accuracy_linear == 0.5
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    start_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def _values(table: pd.DataFrame, **where) -> pd.Series:

@@ -18,18 +18,10 @@ from earlyphase.commandline import apply_flags
 from earlyphase.runs import get_run
 from earlyphase.sweep import DenseSearchSpec
 from earlyphase.tune.cli import main_with_commands, parser
-from earlyphase.tune.connect import start_ray
 from earlyphase.tune.engine import Execution
 from earlyphase.tune.search import best_command, dense_searcher, run_search_stage
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    start_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def _searches():
