@@ -3,12 +3,15 @@ before launch, the report's section on a hand-written table, and the smoke prese
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import types
 
 import pandas as pd
 import pytest
 import ray
-from raytools import progress, sweep_module, trial_dirs
+from raytools import progress, sweep_command, sweep_env, sweep_module, trial_dirs, wait_for
 
 from earlyphase.analysis.pretraining import fixed_density_levels, pretraining_curves, pretraining_table
 from earlyphase.analysis.report import write_report
@@ -17,7 +20,6 @@ from earlyphase.runs import get_run
 from earlyphase.specs import PretrainingSpec
 from earlyphase.sweep import SweepSpec, Trial
 from earlyphase.tune.cli import main as sweep_main
-from earlyphase.tune.connect import start_ray
 from earlyphase.tune.progress import StageProgress
 
 SMOKE_RUN = get_run("smoke_synthetic")  # 2 epochs of 64 iterations
@@ -225,13 +227,6 @@ def test_report_draws_the_pretraining_figures(tmp_path):
 # --- the smoke preset through Ray ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    start_ray(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 def test_smoke_sweep_runs_every_mode_and_supervised_is_rewinding_to_p(local_ray, tmp_path):
     argv = ["--preset", "smoke", "--storage-path", str(tmp_path), "--name", "smoke"]
     assert sweep_main("pretraining", _presets(), "smoke", argv) == 0
@@ -303,3 +298,41 @@ def test_branches_after_supervised_pretraining_are_the_branches_rewound_to_p(loc
     assert branch.test_accuracy["supervised"] == branch.test_accuracy["none"]
     imp = table[table.stage == "imp"].set_index("pretraining")
     assert branch.density["none"] == pytest.approx(imp.density["none"])
+
+
+def test_worker_killed_mid_pretrained_chain_resumes_exactly(local_ray, tmp_path):
+    """A retried chain continues from its last level with the pretrained state at P it was given:
+    nothing is pretrained again and every level equals the same sweep run without the kill."""
+    address = ray.get_runtime_context().gcs_address
+    levels = 4
+    argv = ["--preset", "smoke", "--modes", "rotation", "--levels", str(levels), "--steps", "6ep"]
+    argv += ["--address", address, "--shared-storage", "--storage-path", str(tmp_path), "--max-failures", "2"]
+    experiment = tmp_path / "kill"
+    command = sweep_command(*argv, "--name", "kill", script="pretraining")
+    with subprocess.Popen(
+        command, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+
+        def chain_at_level_two():
+            chains = trial_dirs(experiment, "imp")
+            rows = progress(chains[0]) if chains else pd.DataFrame()
+            return rows if len(rows) >= 2 and rows.level.max() < levels else None
+
+        rows = wait_for(chain_at_level_two, 240, "the pretrained chain to finish level 2", interval=0.2)
+        assert progress(trial_dirs(experiment, "imp")[0]).level.max() < levels
+        os.kill(int(rows.pid.iloc[-1]), signal.SIGKILL)  # the chain's own worker (actors are never reused)
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    table = pd.read_csv(experiment / "results.csv")
+    chain = table[table.stage == "imp"].set_index("level").sort_index()
+    assert chain.index.tolist() == list(range(1, levels + 1)) and (chain.rewind_iteration == P).all()
+    resumed_at = int(chain.attempt_start_level.max())
+    assert resumed_at >= 3  # restarted after its last finished level, not from level 1
+    dense = trial_dirs(experiment, "dense")
+    assert len(dense) == 1 and len(progress(dense[0])) == 1  # pretrained and trained once
+
+    assert sweep_main("pretraining", _presets(), "ref", [*argv, "--name", "reference"]) == 0
+    reference = pd.read_csv(tmp_path / "reference" / "results.csv")
+    reference = reference[reference.stage == "imp"].set_index("level").sort_index()
+    assert chain.test_accuracy.tolist() == reference.test_accuracy.tolist()
+    assert chain.density.tolist() == reference.density.tolist()
