@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,3 +98,25 @@ def sweep_module(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_killing_chain_worker(command: list[str], experiment: Path, levels: int) -> tuple[int, str]:
+    """Run a sweep and SIGKILL the worker of its first IMP chain once that chain has finished level 2
+    (of ``levels``); the sweep's exit code and output.
+
+    The chain's own report names its worker; stages never reuse actors (run_stage sets
+    reuse_actors=False), so while the chain is unfinished that process runs it and nothing else."""
+    with subprocess.Popen(
+        command, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+
+        def chain_at_level_two():
+            chains = trial_dirs(experiment, "imp")
+            rows = progress(chains[0]) if chains else pd.DataFrame()
+            return rows if len(rows) >= 2 and rows.level.max() < levels else None
+
+        rows = wait_for(chain_at_level_two, 240, "the IMP chain to finish level 2", interval=0.2)
+        assert progress(trial_dirs(experiment, "imp")[0]).level.max() < levels
+        os.kill(int(rows.pid.iloc[-1]), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out

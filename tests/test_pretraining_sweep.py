@@ -3,15 +3,12 @@ before launch, the report's section on a hand-written table, and the smoke prese
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import types
 
 import pandas as pd
 import pytest
 import ray
-from raytools import progress, sweep_command, sweep_env, sweep_module, trial_dirs, wait_for
+from raytools import progress, run_killing_chain_worker, sweep_command, sweep_module, trial_dirs
 
 from earlyphase.analysis.pretraining import fixed_density_levels, pretraining_curves, pretraining_table
 from earlyphase.analysis.report import write_report
@@ -309,20 +306,8 @@ def test_worker_killed_mid_pretrained_chain_resumes_exactly(local_ray, tmp_path)
     argv += ["--address", address, "--shared-storage", "--storage-path", str(tmp_path), "--max-failures", "2"]
     experiment = tmp_path / "kill"
     command = sweep_command(*argv, "--name", "kill", script="pretraining")
-    with subprocess.Popen(
-        command, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-
-        def chain_at_level_two():
-            chains = trial_dirs(experiment, "imp")
-            rows = progress(chains[0]) if chains else pd.DataFrame()
-            return rows if len(rows) >= 2 and rows.level.max() < levels else None
-
-        rows = wait_for(chain_at_level_two, 240, "the pretrained chain to finish level 2", interval=0.2)
-        assert progress(trial_dirs(experiment, "imp")[0]).level.max() < levels
-        os.kill(int(rows.pid.iloc[-1]), signal.SIGKILL)  # the chain's own worker (actors are never reused)
-        out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
+    returncode, out = run_killing_chain_worker(command, experiment, levels)
+    assert returncode == 0, out
     table = pd.read_csv(experiment / "results.csv")
     chain = table[table.stage == "imp"].set_index("level").sort_index()
     assert chain.index.tolist() == list(range(1, levels + 1)) and (chain.rewind_iteration == P).all()

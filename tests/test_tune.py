@@ -3,7 +3,6 @@ killed mid-chain, a driver interrupted and resumed."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from raytools import (
     listening_addresses,
     non_loopback,
     progress,
+    run_killing_chain_worker,
     sweep_command,
     sweep_env,
     sweep_module,
@@ -112,23 +112,8 @@ def test_worker_killed_mid_chain_resumes_at_its_last_level(local_ray, tmp_path):
         "2",
     )
     experiment = tmp_path / "kill"
-    with subprocess.Popen(
-        cmd, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
-
-        def chain_at_level_two():
-            chains = trial_dirs(experiment, "imp")
-            rows = progress(chains[0]) if chains else pd.DataFrame()
-            return rows if len(rows) >= 2 and rows.level.max() < levels else None
-
-        rows = wait_for(chain_at_level_two, 240, "the IMP chain to finish level 2", interval=0.2)
-        # The chain's own report names its worker; stages never reuse actors (run_stage sets
-        # reuse_actors=False), so while the chain is unfinished that process runs it and nothing else.
-        worker = int(rows.pid.iloc[-1])
-        assert progress(trial_dirs(experiment, "imp")[0]).level.max() < levels
-        os.kill(worker, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
+    returncode, out = run_killing_chain_worker(cmd, experiment, levels)
+    assert returncode == 0, out
     table = pd.read_csv(experiment / "results.csv")
     assert_complete(table, seeds=1, rewinds=1, levels=levels, interventions=2)
     chain = table[table.stage == "imp"].set_index("level")
